@@ -1,0 +1,78 @@
+"""The outbox and object-state tables, attached to the application's ``MetaData``.
+
+Because they live on the user's ``MetaData``, Alembic autogenerate sees them like any other table.
+The Django app creates tables of the same names and columns, so the SQLAlchemy store (and
+``meisa-sync status --database-url``) can work on either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["OUTBOX_TABLE", "STATE_TABLE", "OutboxTables", "outbox_tables"]
+
+OUTBOX_TABLE = "meisa_sync_outbox"
+STATE_TABLE = "meisa_sync_object_state"
+
+# BIGINT on PostgreSQL/MySQL, but SQLite only autoincrements a column declared INTEGER.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+@dataclass(frozen=True)
+class OutboxTables:
+    outbox: Table
+    state: Table
+
+
+def outbox_tables(metadata: MetaData) -> OutboxTables:
+    """Return the two tables on ``metadata``, defining them on first use."""
+    key = f"{metadata.schema}.{OUTBOX_TABLE}" if metadata.schema else OUTBOX_TABLE
+    if key in metadata.tables:
+        state_key = f"{metadata.schema}.{STATE_TABLE}" if metadata.schema else STATE_TABLE
+        return OutboxTables(metadata.tables[key], metadata.tables[state_key])
+    outbox = Table(
+        OUTBOX_TABLE,
+        metadata,
+        Column("id", _BigId, primary_key=True, autoincrement=True),
+        Column("model", String(100), nullable=False),
+        Column("object_pk", String(64), nullable=False),
+        Column("operation", String(10), nullable=False),
+        Column("identifiers", JSON, nullable=True),
+        Column("extras", JSON, nullable=True),
+        Column("priority", SmallInteger, nullable=False, default=0),
+        Column("state", String(10), nullable=False, default="pending"),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("available_at", DateTime(timezone=True), nullable=False),
+        Column("last_error", Text, nullable=True),
+        # The claim walks this index in order: state = 'pending', then priority, then id.
+        Index("meisa_sync_outbox_claim_idx", "state", "priority", "id"),
+        Index("meisa_sync_outbox_object_idx", "model", "object_pk"),
+    )
+    state = Table(
+        STATE_TABLE,
+        metadata,
+        Column("model", String(100), primary_key=True),
+        Column("object_pk", String(64), primary_key=True),
+        Column("lease_owner", String(100), nullable=True),
+        Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+        Column("payload_hash", String(64), nullable=True),
+        Column("payload", Text, nullable=True),
+        Column("remote_id", String(64), nullable=True),
+        Column("last_sent_at", DateTime(timezone=True), nullable=True),
+    )
+    return OutboxTables(outbox, state)
