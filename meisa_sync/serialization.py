@@ -101,7 +101,12 @@ def to_json_value(
     if isinstance(value, Decimal):
         return _decimal(value, field)
     if isinstance(value, dt.datetime):
-        return format_datetime(value, naive_zone)
+        try:
+            return format_datetime(value, naive_zone)
+        except OverflowError:
+            raise PayloadError(
+                field, f"{value.isoformat()} is outside the years 1-9999 in UTC"
+            ) from None
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dt.time):
