@@ -7,18 +7,15 @@ CONTRACT.md §5) and logs each as ``applied`` or ``no_op``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
+from meisa_sync.contract import MAX_TAG_LENGTH, SEQUENCE_SLUG_RE
 from meisa_sync.server.matchers import RuleError
 
 __all__ = ["Action", "AddTag", "Enroll", "RemoveTag", "Unenroll", "parse_actions"]
 
-# The contract's sequence slug grammar (CONTRACT.md §5).
-SEQUENCE_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-MAX_TAG_LENGTH = 100
 MAX_ACTIONS = 50
 
 
@@ -115,7 +112,7 @@ def _parse_tag(data: Any, path: str) -> str:
 
 
 def _parse_sequence(data: Any, path: str, known_sequences: Collection[str] | None) -> str:
-    if not isinstance(data, str) or SEQUENCE_SLUG.fullmatch(data) is None:
+    if not isinstance(data, str) or SEQUENCE_SLUG_RE.fullmatch(data) is None:
         raise RuleError(path, "must be a sequence slug (^[a-z0-9][a-z0-9-]{0,63}$)")
     if known_sequences is not None and data not in known_sequences:
         raise RuleError(path, f"unknown sequence {data!r}")

@@ -20,11 +20,11 @@ update (PATCH) is the stored rule's JSON updated with the sent keys and parsed a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from meisa_sync.contract import BODY_FIELD, CUSTOM_FIELD_NAME_RE, MAX_NAME_LENGTH
 from meisa_sync.server.automation_actions import (
     Action,
     AddTag,
@@ -52,9 +52,6 @@ __all__ = [
     "parse_rule",
 ]
 
-# The contract's custom-field name grammar (CONTRACT.md §4).
-FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-MAX_NAME_LENGTH = 255
 # Positions are stored in a 32-bit integer column on every database the server supports.
 POSITION_RANGE = range(-(2**31), 2**31)
 
@@ -232,7 +229,7 @@ _RULE_KEYS = ("name", "enabled", "position", "trigger", "actions")
 
 def _parse_rule(data: Any, *, known_sequences: Collection[str] | None) -> RuleSpec:
     if not isinstance(data, Mapping):
-        raise RuleError("body", "a rule is a JSON object")
+        raise RuleError(BODY_FIELD, "a rule is a JSON object")
     for key in data:
         if key not in _RULE_KEYS:
             raise RuleError(str(key), f"unknown field; a rule has {', '.join(_RULE_KEYS)}")
@@ -287,7 +284,7 @@ def _parse_trigger(data: Any) -> Trigger:
         if key not in ("field", "from", "to"):
             raise RuleError(f"trigger.{key}", "unknown field; a field trigger has field, from, to")
     field = data["field"]
-    if not isinstance(field, str) or FIELD_NAME.fullmatch(field) is None:
+    if not isinstance(field, str) or CUSTOM_FIELD_NAME_RE.fullmatch(field) is None:
         raise RuleError(
             "trigger.field", "must be a custom field name (^[A-Za-z_][A-Za-z0-9_]{0,63}$)"
         )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meisa_sync.contract import MAX_CUSTOM_STRING_LENGTH
 from meisa_sync.server.changes import is_number, json_equal
 
 __all__ = [
@@ -36,8 +37,6 @@ __all__ = [
     "parse_matcher",
 ]
 
-# The same bound as a custom field's string value: a longer string could never match.
-MAX_STRING_LENGTH = 10_000
 MAX_LIST_LENGTH = 100
 
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
@@ -188,8 +187,9 @@ def _scalar(data: Any, field: str) -> Any:
     if data is None or isinstance(data, bool):
         return data
     if isinstance(data, str):
-        if len(data) > MAX_STRING_LENGTH:
-            raise RuleError(field, f"must be at most {MAX_STRING_LENGTH} characters")
+        # A string longer than any custom field's value could never match.
+        if len(data) > MAX_CUSTOM_STRING_LENGTH:
+            raise RuleError(field, f"must be at most {MAX_CUSTOM_STRING_LENGTH} characters")
         return data
     if is_number(data):
         return _number(data, field)
