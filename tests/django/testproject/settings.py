@@ -1,0 +1,100 @@
+"""Settings of the small Django project the Django app's tests run in.
+
+SQLite is the ``default`` database; PostgreSQL (``postgres``) and MariaDB/MySQL (``mysql``) are added
+when ``MEISA_TEST_POSTGRES_URL`` / ``MEISA_TEST_MYSQL_URL`` are set, so one pytest run covers all
+three through Django's multi-database support.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+SECRET_KEY = "meisa-sync-tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["testserver", "localhost"]
+ROOT_URLCONF = "tests.django.testproject.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "testapp.User"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "meisa_sync_django",
+    "tests.django.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+MEISA_SYNC = {
+    "API_KEY": "meisa_test_local_development_key_0000000001",
+    "BASE_URL": "http://127.0.0.1:8000/api/v1",
+}
+
+# A file, not SQLite's shared in-memory database: the store's tests claim from several threads, and
+# shared-cache memory databases answer concurrent writers with "table is locked" at once.
+_SQLITE_DIR = Path(tempfile.gettempdir()) / f"meisa-sync-django-tests-{os.getpid()}"
+_SQLITE_DIR.mkdir(exist_ok=True)
+
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(_SQLITE_DIR / "default.db"),
+        "TEST": {"NAME": str(_SQLITE_DIR / "test-default.db")},
+    }
+}
+
+
+def _server_database(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme in {"postgresql", "postgres"}:
+        engine = "django.db.backends.postgresql"
+    elif scheme in {"mysql", "mariadb"}:
+        # Django's MySQL backend expects mysqlclient; PyMySQL stands in for it.
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+        engine = "django.db.backends.mysql"
+    else:
+        raise ValueError(f"unsupported test database URL {url!r}")
+    return {
+        "ENGINE": engine,
+        "NAME": parts.path.lstrip("/"),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+    }
+
+
+for _alias, _variable in (("postgres", "MEISA_TEST_POSTGRES_URL"), ("mysql", "MEISA_TEST_MYSQL_URL")):
+    if os.environ.get(_variable):
+        DATABASES[_alias] = _server_database(os.environ[_variable])
