@@ -100,7 +100,7 @@ class SQLAlchemySync:
         if drain_engine is None and not isinstance(engine, Engine):
             drain_engine = create_engine(_sync_url(engine))
             self._own_engine = True
-        self.engine: Engine = drain_engine if drain_engine is not None else engine  # type: ignore[assignment]
+        self.engine: Engine = drain_engine if drain_engine is not None else engine
         self.capture.install(target)
 
     # -- what the worker needs ----------------------------------------------------------------

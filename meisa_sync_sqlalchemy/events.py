@@ -205,37 +205,32 @@ class ChangeCapture:
         for obj in session.new:
             if self.covers(obj):
                 anchor = anchor or obj
-                extras = pending_extras.pop(inspect(obj), None)
                 for key in self.upsert_keys(obj):
-                    flushed.upsert(key, extras)
+                    flushed.upsert(key)
 
         for obj in session.dirty:
-            if not self.covers(obj):
-                continue
-            state: InstanceState[Any] = inspect(obj)
-            extras = pending_extras.pop(state, None)
-            if extras is None and not self._changed(obj, state):
-                continue
-            anchor = anchor or obj
-            for key in self.upsert_keys(obj):
-                flushed.upsert(key, extras)
+            if self.covers(obj) and self._changed(obj, inspect(obj)):
+                anchor = anchor or obj
+                for key in self.upsert_keys(obj):
+                    flushed.upsert(key)
 
         for obj in session.deleted:
             if not self.covers(obj):
                 continue
             anchor = anchor or obj
             state = inspect(obj)
-            pending_extras.pop(state, None)
-            key, identifiers, related_keys = taken.get(state) or self._deletion(obj)
-            if key is not None and identifiers is not None:
-                flushed.delete(key, identifiers)
-            elif key is not None:
-                ignored.add(key)
+            pending_extras.pop(state, None)  # a deleted object's extras go nowhere
+            own_key, identifiers, related_keys = taken.get(state) or self._deletion(obj)
+            if own_key is not None and identifiers is not None:
+                flushed.delete(own_key, identifiers)
+            elif own_key is not None:
+                ignored.add(own_key)
             for related_key in related_keys:
                 flushed.upsert(related_key)
         # Under "ignore" a deleted user records nothing, not even through its deleted subscription.
         for key in ignored:
             flushed.upserts.pop(key, None)
+        self._take_extras(pending_extras, flushed)
 
         changes = flushed.changes()
         if anchor is None or not changes:
@@ -244,6 +239,20 @@ class ChangeCapture:
         if self.strict:
             to_build = flushed.upserts.keys() - flushed.deletes.keys()
             session.info.setdefault(_STRICT, set()).update(to_build)
+
+    def _take_extras(
+        self, pending: dict[InstanceState[Any], dict[str, Any]], flushed: _FlushChanges
+    ) -> None:
+        """Merge ``record_change`` extras into this flush's records of the same contacts."""
+        for state, extras in list(pending.items()):
+            obj = state.obj()
+            if obj is None or not self.covers(obj):
+                continue
+            keys = self.upsert_keys(obj) & flushed.upserts.keys()
+            for key in keys:
+                flushed.upsert(key, extras)
+            if keys:
+                del pending[state]
 
     def _changed(self, obj: object, state: InstanceState[Any]) -> bool:
         watched = self.watched_for(obj)

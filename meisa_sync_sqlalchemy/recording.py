@@ -43,7 +43,8 @@ def _sync_session(session: Session | scoped_session[Any]) -> Session:
             "call `await session.run_sync(record_change, obj, extras)` instead"
         )
     if isinstance(session, scoped_session):
-        return session()
+        current: Session = session()
+        return current
     return session
 
 
