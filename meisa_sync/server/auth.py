@@ -1,0 +1,130 @@
+"""Who is calling: the route dependencies that enforce CONTRACT.md §2 and §3.
+
+Each protected route declares ``Depends(requires("contacts:write"))`` (an API key with that scope, or
+a dashboard token) or ``Depends(requires_token)`` (a token only). The order of checks is fixed:
+both credentials → 400; none → 401; an unknown or revoked key → 401, then the key's rate limit (429,
+headers on every key-authenticated answer), then a token-only route → 403 ``write_only_key``, then a
+missing scope → 403 naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
+from sqlalchemy import select
+
+from meisa_sync.server.context import ServerContext, get_context
+from meisa_sync.server.credentials import KEY_PATTERN, TokenError, decode_token, hash_api_key
+from meisa_sync.server.errors import ApiError
+from meisa_sync.server.models import ApiKey, User
+
+__all__ = ["RATE_LIMIT_HEADERS_STATE", "Principal", "requires", "requires_token"]
+
+RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
+
+# Declared for the OpenAPI document only; the headers are read by hand so that a malformed
+# Authorization header is 401 invalid_token rather than "missing".
+_api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
+_bearer_scheme = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: an API key (with scopes) or a dashboard user (allowed anything)."""
+
+    kind: str  # "key" | "user"
+    id: str
+    key_prefix: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def caller(self) -> str:
+        """A stable name for the caller, what idempotency records are scoped to."""
+        return f"{self.kind}:{self.id}"
+
+
+def _authenticate_key(request: Request, context: ServerContext, plaintext: str) -> Principal:
+    invalid = ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
+    if not KEY_PATTERN.fullmatch(plaintext):
+        raise invalid
+    with context.db.sessions() as session:
+        key = session.scalars(
+            select(ApiKey).where(ApiKey.key_hash == hash_api_key(plaintext))
+        ).one_or_none()
+    if key is None or key.revoked_at is not None:
+        raise invalid
+    decision = context.limiter.admit(key.id, [(key.per_minute, 60), (key.per_hour, 3600)])
+    setattr(request.state, RATE_LIMIT_HEADERS_STATE, decision.headers())
+    if not decision.admitted:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit exceeded for this API key; retry in {decision.retry_after} s",
+        )
+    return Principal("key", key.id, key_prefix=key.prefix, scopes=frozenset(key.scopes))
+
+
+def _authenticate_token(context: ServerContext, authorization: str) -> Principal:
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "invalid_token", "the Authorization header must be 'Bearer <token>'")
+    try:
+        subject = decode_token(token.strip(), secret=context.jwt_secret, clock=context.clock)
+    except TokenError as exc:
+        raise ApiError(401, "invalid_token", str(exc)) from None
+    with context.db.sessions() as session:
+        user = session.get(User, subject)
+    if user is None:
+        raise ApiError(401, "invalid_token", "the token's user no longer exists")
+    return Principal("user", user.id)
+
+
+def _authenticate(request: Request, scope: str | None, token_only: bool) -> Principal:
+    context = get_context(request)
+    api_key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization")
+    if api_key is not None and authorization is not None:
+        raise ApiError(
+            400, "ambiguous_credentials", "send either X-API-Key or Authorization, not both"
+        )
+    if api_key is None and authorization is None:
+        needed = "a dashboard token" if token_only else "an X-API-Key or a dashboard token"
+        raise ApiError(401, "missing_credentials", f"this endpoint needs {needed}")
+    if authorization is not None:
+        return _authenticate_token(context, authorization)
+    assert api_key is not None
+    principal = _authenticate_key(request, context, api_key)
+    if token_only:
+        raise ApiError(
+            403,
+            "write_only_key",
+            "API keys are write-only; reading needs a dashboard token (POST /auth/token/)",
+        )
+    if scope is not None and scope not in principal.scopes:
+        raise ApiError(403, "insufficient_scope", f"this API key lacks the scope {scope}")
+    return principal
+
+
+def requires(scope: str) -> Callable[..., Principal]:
+    """A dependency admitting an API key holding ``scope``, or a dashboard token."""
+
+    def dependency(
+        request: Request,
+        _key: str | None = Security(_api_key_scheme),
+        _token: object = Security(_bearer_scheme),
+    ) -> Principal:
+        return _authenticate(request, scope, token_only=False)
+
+    return dependency
+
+
+def requires_token(
+    request: Request,
+    _key: str | None = Security(_api_key_scheme),
+    _token: object = Security(_bearer_scheme),
+) -> Principal:
+    """A dependency admitting a dashboard token only (an API key gets 403 ``write_only_key``)."""
+    return _authenticate(request, None, token_only=True)

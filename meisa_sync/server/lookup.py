@@ -1,0 +1,70 @@
+"""Finding the contact a request names by ``email`` and/or ``external_id``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from meisa_sync.server.errors import ApiError
+from meisa_sync.server.models import Contact
+
+__all__ = ["IdentifiersIn", "find_contact", "find_contact_or_404", "identifier_conflict"]
+
+
+class IdentifiersIn(BaseModel):
+    """Names a contact: its ``email``, its ``external_id`` (string or integer), or both."""
+
+    model_config = ConfigDict(extra="allow")
+    email: str | None = None
+    external_id: str | int | None = None
+
+
+def identifier_conflict(email: str) -> ApiError:
+    return ApiError(
+        409,
+        "identifier_conflict",
+        f"email {email!r} belongs to another contact than this external_id",
+        details=[{"field": "email", "message": "belongs to another contact"}],
+    )
+
+
+def find_by(session: Session, column: str, value: str, *, lock: bool) -> Contact | None:
+    query = select(Contact).where(getattr(Contact, column) == value)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def find_contact(
+    session: Session, identifiers: Mapping[str, str], *, lock: bool = False
+) -> Contact | None:
+    """The contact with the ``external_id``, else the one with the ``email``.
+
+    When both are given and name two different contacts: 409 ``identifier_conflict``.
+    """
+    by_external = (
+        find_by(session, "external_id", identifiers["external_id"], lock=lock)
+        if "external_id" in identifiers
+        else None
+    )
+    by_email = (
+        find_by(session, "email", identifiers["email"], lock=lock)
+        if "email" in identifiers
+        else None
+    )
+    if by_external is not None and by_email is not None and by_external.id != by_email.id:
+        raise identifier_conflict(identifiers["email"])
+    return by_external or by_email
+
+
+def find_contact_or_404(
+    session: Session, identifiers: Mapping[str, str], *, lock: bool = False
+) -> Contact:
+    contact = find_contact(session, identifiers, lock=lock)
+    if contact is None:
+        named = ", ".join(f"{name} {value!r}" for name, value in identifiers.items())
+        raise ApiError(404, "not_found", f"no contact with {named}")
+    return contact
