@@ -10,19 +10,7 @@ import pytest
 from meisa_sync.memory import InMemorySource, InMemoryStore, utc_now
 from meisa_sync.records import NewChange, ObjectKey
 from tests.core.store_contract import StoreContract
-
-
-class FakeClock:
-    """Aware UTC time that moves only when told."""
-
-    def __init__(self) -> None:
-        self.current = utc_now()
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, delta: timedelta) -> None:
-        self.current += delta
+from tests.core.sync_helpers import FakeClock
 
 
 @pytest.fixture

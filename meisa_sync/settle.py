@@ -1,0 +1,191 @@
+"""Settling an object's records after its plan ran: ack, retry later, dead (CONTRACT.md §10.7).
+
+Each settlement writes to the store, counts into the ``DrainReport``, logs and sends the matching
+signal (``meisa_sync.signals``), so the worker's loop only decides *which* settlement applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from meisa_sync import signals
+from meisa_sync.batch import Plan, SkipReason, describe_error
+from meisa_sync.exceptions import RateLimited
+from meisa_sync.ratelimit import RateLimitInfo
+from meisa_sync.records import Operation
+from meisa_sync.report import DrainReport
+from meisa_sync.retry import RetryPolicy
+from meisa_sync.store import OutboxStore
+
+if TYPE_CHECKING:
+    from meisa_sync.client import MeisaResponse
+    from meisa_sync.pacing import Pacer
+
+__all__ = ["RateLimitGate", "Settler"]
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimitGate:
+    """After a 429, holds every sender until ``Retry-After`` passes (the pacer's job when there
+    is one; this gate does it for a worker without a pacer). ``clock`` is the worker's."""
+
+    def __init__(self, pacer: Pacer | None, clock: Callable[[], datetime]) -> None:
+        self._pacer = pacer
+        self._clock = clock
+        self._until: datetime | None = None
+
+    def close(self, seconds: float) -> None:
+        if self._pacer is not None:
+            self._pacer.pause(seconds)
+            return
+        until = self._clock() + timedelta(seconds=seconds)
+        if self._until is None or until > self._until:
+            self._until = until
+
+    def remaining(self) -> float:
+        """Seconds until this gate opens (the pacer's own hold is waited out in ``acquire``)."""
+        if self._until is None:
+            return 0.0
+        return max(0.0, (self._until - self._clock()).total_seconds())
+
+
+class Settler:
+    """Writes an object's fate to the store for one worker, and tells the world."""
+
+    def __init__(
+        self,
+        *,
+        store: OutboxStore,
+        worker_id: str,
+        sender: object,
+        retry_policy: RetryPolicy,
+        gate: RateLimitGate,
+        clock: Callable[[], datetime],
+        random: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._worker_id = worker_id
+        self._sender = sender
+        self._retry_policy = retry_policy
+        self._gate = gate
+        self._clock = clock
+        self._random = random
+
+    def sent(self, plan: Plan, response: MeisaResponse, report: DrainReport) -> None:
+        """Meisa acknowledged the request: the records leave, the payload is remembered."""
+        self._ack(plan, report, contact_id=response.contact_id)
+        report.sent += 1
+        claimed = plan.claimed
+        signals.send_safely(
+            signals.sent,
+            self._sender,
+            key=claimed.key,
+            records=claimed.records,
+            operation=plan.operation,
+            payload=plan.body if plan.operation is Operation.UPSERT else None,
+            response=response,
+            coalesced=len(claimed.records) - 1,
+        )
+
+    def skipped(self, plan: Plan, reason: SkipReason, report: DrainReport) -> None:
+        """Nothing had to be sent: ack without a request."""
+        self._ack(plan, report, contact_id=None)
+        if reason is SkipReason.UNCHANGED:
+            report.unchanged += 1
+        else:
+            report.skipped += 1
+        claimed = plan.claimed
+        signals.send_safely(
+            signals.skipped, self._sender, key=claimed.key, records=claimed.records, reason=reason
+        )
+
+    def retry_later(self, plan: Plan, error: BaseException, report: DrainReport) -> None:
+        """A transient failure: back off with full jitter, or give up after the maximum age."""
+        claimed = plan.claimed
+        now = self._clock()
+        first_created = min(record.created_at for record in claimed.records)
+        message = describe_error(error)
+        if self._retry_policy.expired(first_created, now):
+            age = now - first_created
+            self.dead(plan, f"gave up after {age} (maximum age): {message}", error, report)
+            return
+        attempts = max(record.attempts for record in claimed.records)
+        delay = self._retry_policy.next_delay(attempts, random=self._random)
+        self._store.retry(
+            self._worker_id,
+            claimed.key,
+            claimed.record_ids,
+            available_at=now + timedelta(seconds=delay),
+            error=message,
+        )
+        report.retried += 1
+        logger.info("%s failed (%s); retrying in %.1f s", claimed.key, message, delay)
+        signals.send_safely(
+            signals.retrying,
+            self._sender,
+            key=claimed.key,
+            records=claimed.records,
+            error=error,
+            delay=delay,
+            attempts=attempts + 1,
+        )
+
+    def rate_limited(self, plan: Plan, error: RateLimited, report: DrainReport) -> None:
+        """429: wait ``Retry-After`` without counting an attempt, and hold every sender."""
+        claimed = plan.claimed
+        wait = max(error.retry_after, 0.0)
+        self._store.retry(
+            self._worker_id,
+            claimed.key,
+            claimed.record_ids,
+            available_at=self._clock() + timedelta(seconds=wait),
+            error=str(error),
+            count_attempt=False,
+        )
+        self._gate.close(wait)
+        report.rate_limited += 1
+        logger.warning("Meisa rate-limited the API key; sending pauses for %.0f s", wait)
+        signals.send_safely(
+            signals.rate_limited, self._sender, key=claimed.key, retry_after=wait, error=error
+        )
+
+    def dead(
+        self, plan: Plan, error: str, cause: BaseException | None, report: DrainReport
+    ) -> None:
+        """Resending cannot help: keep the records, dead, with the reason."""
+        claimed = plan.claimed
+        self._store.dead(self._worker_id, claimed.key, claimed.record_ids, error=error)
+        report.dead_records += len(claimed.records)
+        logger.warning("%s: %d records dead: %s", claimed.key, len(claimed.records), error)
+        signals.send_safely(
+            signals.dead,
+            self._sender,
+            key=claimed.key,
+            records=claimed.records,
+            error=error,
+            exception=cause,
+        )
+
+    def _ack(self, plan: Plan, report: DrainReport, *, contact_id: str | None) -> None:
+        claimed = plan.claimed
+        # After a delete, or when nothing was built, the last payload is no longer known to be on
+        # Meisa; only an unchanged or sent upsert payload is remembered.
+        self._store.ack(
+            self._worker_id,
+            claimed.key,
+            claimed.record_ids,
+            payload_hash=plan.payload_hash if plan.operation is Operation.UPSERT else None,
+            payload=plan.canonical if plan.operation is Operation.UPSERT else None,
+            remote_id=contact_id or claimed.remote_id,
+        )
+        report.acked_records += len(claimed.records)
+
+
+def observe_headers(pacer: Pacer | None, headers: dict[str, str]) -> None:
+    """Feed an error response's rate-limit headers to the pacer (every answer corrects it)."""
+    if pacer is not None:
+        pacer.observe(RateLimitInfo.from_headers(headers))

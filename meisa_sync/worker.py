@@ -1,0 +1,351 @@
+"""The drain worker: claims change records, sends what they mean to Meisa, settles them (§10).
+
+One pass (``Worker.run_once``) repeats until nothing due is left::
+
+    claim a batch → plan it (meisa_sync.batch: coalesce, load, build, drop no-ops)
+    → send with bounded concurrency, each lease checked just before its request
+    → ack / retry / dead / release per CONTRACT.md §10.7
+
+``Worker.run`` loops over passes, polls with backoff when idle, pauses on auth failures and stops
+gracefully on SIGTERM/SIGINT (in-flight requests finish, unsent objects are released).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random as _random
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from meisa_sync import signals
+from meisa_sync.batch import Action, Plan, SkipReason, plan_batch
+from meisa_sync.exceptions import (
+    AuthenticationFailed,
+    MeisaAPIError,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+from meisa_sync.leases import LeaseKeeper
+from meisa_sync.memory import utc_now
+from meisa_sync.records import ClaimedObject, ObjectKey, Operation
+from meisa_sync.report import DrainReport
+from meisa_sync.retry import RetryPolicy
+from meisa_sync.settle import RateLimitGate, Settler, observe_headers
+
+if TYPE_CHECKING:
+    from meisa_sync.app import SyncApp
+    from meisa_sync.client import MeisaClient, MeisaResponse
+    from meisa_sync.pacing import Pacer
+
+__all__ = ["DrainReport", "Worker", "default_worker_id"]
+
+logger = logging.getLogger(__name__)
+
+_IDLE_POLL_MIN = 0.2
+_IDLE_POLL_MAX = 5.0
+# How often a sender waiting for its turn looks at the stop flag.
+_TURN_CHECK = 1.0
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique across hosts and restarts, readable in the state table."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Drains the outbox of ``app`` into Meisa through ``client``.
+
+    ``batch_size`` objects are claimed at a time and sent over ``concurrency`` threads sharing the
+    client. ``lease`` is how long a claimed object stays ours without renewal (renewed every third
+    of it while requests run). ``pacer`` keeps sending within the key's rate limits (none: send as
+    fast as Meisa admits). ``clock`` (aware UTC) and ``random`` (the retry jitter) are for tests.
+    The client is not closed by the worker; ``close()`` (or ``with``) stops its thread pool.
+    """
+
+    def __init__(
+        self,
+        app: SyncApp,
+        client: MeisaClient,
+        *,
+        worker_id: str | None = None,
+        batch_size: int = 100,
+        concurrency: int = 8,
+        lease: timedelta = timedelta(seconds=60),
+        retry_policy: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        random: Callable[[], float] = _random.random,
+        auth_recheck: float = 60.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency: must be at least 1, got {concurrency}")
+        if lease <= timedelta(0):
+            raise ValueError(f"lease: must be positive, got {lease}")
+        self.app = app
+        self.client = client
+        self.worker_id = worker_id or default_worker_id()
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.lease = lease
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.pacer = pacer
+        self.auth_recheck = auth_recheck
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="meisa-sync-send")
+        self._gate = RateLimitGate(pacer, clock)
+        self._settler = Settler(
+            store=app.store,
+            worker_id=self.worker_id,
+            sender=self,
+            retry_policy=self.retry_policy,
+            gate=self._gate,
+            clock=clock,
+            random=random,
+        )
+
+    def __repr__(self) -> str:
+        return f"Worker(worker_id={self.worker_id!r}, batch_size={self.batch_size})"
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the sending threads (after the requests they are making)."""
+        self._pool.shutdown(wait=True)
+
+    def stop(self) -> None:
+        """Ask ``run``/``run_once`` to stop: in-flight requests finish, the rest is released."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(
+        self, stop: threading.Event | None = None, *, handle_signals: bool = True
+    ) -> DrainReport:
+        """Drain until stopped (``stop`` set, ``stop()``, SIGTERM or SIGINT); return the totals.
+
+        Idle, it polls with a backoff up to 5 s; after an auth failure it waits ``auth_recheck``
+        seconds and tries again. A second SIGINT interrupts at once.
+        """
+        if stop is not None:
+            self._stop = stop
+        total = DrainReport()
+        idle = _IDLE_POLL_MIN
+        with self.graceful_shutdown(handle_signals):
+            while not self.stopping:
+                try:
+                    report = self.run_once()
+                except Exception:
+                    logger.exception("the drain pass failed; retrying in %.0f s", _IDLE_POLL_MAX)
+                    self._stop.wait(_IDLE_POLL_MAX)
+                    continue
+                total.add(report)
+                if report.auth_failed:
+                    self._stop.wait(self.auth_recheck)
+                elif report.objects:
+                    idle = _IDLE_POLL_MIN
+                else:
+                    self._stop.wait(idle)
+                    idle = min(idle * 2, _IDLE_POLL_MAX)
+        logger.info("worker %s stopped; %s", self.worker_id, total.summary())
+        return total
+
+    def run_once(self, progress: Callable[[DrainReport], None] | None = None) -> DrainReport:
+        """Drain what is due now, batch after batch; each object is tried at most once.
+
+        ``progress`` is called with each batch's report. Stops early on an auth failure (reported
+        in ``auth_failed``) or when asked to stop.
+        """
+        total = DrainReport()
+        tried: set[ObjectKey] = set()
+        while not self.stopping:
+            claimed = self.app.store.claim(self.worker_id, limit=self.batch_size, lease=self.lease)
+            again = [c.key for c in claimed if c.key in tried]
+            if again:
+                # Retried earlier in this pass and due again already: the next pass takes them.
+                self.app.store.release(self.worker_id, again)
+            fresh = [c for c in claimed if c.key not in tried]
+            if not fresh:
+                break
+            tried.update(c.key for c in fresh)
+            report = self._drain_batch(fresh)
+            logger.info("batch: %s", report.summary())
+            total.add(report)
+            if progress is not None:
+                progress(report)
+            if report.auth_failed:
+                break
+        return total
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def _drain_batch(self, batch: Sequence[ClaimedObject]) -> DrainReport:
+        report = DrainReport(
+            objects=len(batch),
+            records=sum(len(claimed.records) for claimed in batch),
+            coalesced_records=sum(len(claimed.records) - 1 for claimed in batch),
+        )
+        auth_errors: list[MeisaAPIError] = []
+        keys = [claimed.key for claimed in batch]
+        with LeaseKeeper(self.app.store, self.worker_id, keys, self.lease) as keeper:
+            try:
+                sending = []
+                for plan in plan_batch(self.app, batch):
+                    if plan.action is Action.SEND:
+                        sending.append(plan)
+                    else:
+                        self._settle_unsent(plan, report)
+                        keeper.finish(plan.key)
+                futures = [
+                    self._pool.submit(self._deliver, plan, keeper, auth_errors) for plan in sending
+                ]
+                # Every request finishes before anything is released, whatever failed.
+                wait(futures)
+                for plan, future in zip(sending, futures, strict=True):
+                    error = future.exception()
+                    if error is None:
+                        report.add(future.result())
+                    else:
+                        logger.error("settling %s failed: %r", plan.key, error, exc_info=error)
+            finally:
+                unfinished = keeper.unfinished()
+                if unfinished:
+                    self.app.store.release(self.worker_id, unfinished)
+                report.released += len(unfinished)
+                report.lease_lost += keeper.lost
+        if auth_errors:
+            self._auth_failed(auth_errors[0], report)
+        return report
+
+    def _settle_unsent(self, plan: Plan, report: DrainReport) -> None:
+        if plan.action is Action.SKIP:
+            assert plan.reason is not None
+            self._settler.skipped(plan, plan.reason, report)
+        elif plan.action is Action.DEAD:
+            assert plan.error is not None
+            self._settler.dead(plan, plan.error, plan.cause, report)
+        else:
+            self._settler.retry_later(plan, plan.cause or RuntimeError(plan.error), report)
+
+    def _deliver(
+        self, plan: Plan, keeper: LeaseKeeper, auth_errors: list[MeisaAPIError]
+    ) -> DrainReport:
+        """Send one plan and settle its records (in a pool thread). An object that is not sent
+        stays in the keeper and is released with the batch."""
+        report = DrainReport()
+        if not self._wait_for_turn(auth_errors) or not keeper.confirm(plan.key):
+            return report
+        report.requests += 1
+        try:
+            response = self._request(plan)
+        except (AuthenticationFailed, PermissionDenied) as exc:
+            auth_errors.append(exc)
+            return report
+        except MeisaAPIError as exc:
+            observe_headers(self.pacer, exc.headers)
+            self._settle_refusal(plan, exc, report)
+        except TransportError as exc:
+            self._settler.retry_later(plan, exc, report)
+        except Exception as exc:
+            logger.exception("sending %s failed unexpectedly; it will be retried", plan.key)
+            self._settler.retry_later(plan, exc, report)
+        else:
+            if self.pacer is not None:
+                self.pacer.observe(response.rate_limit)
+            self._settler.sent(plan, response, report)
+        keeper.finish(plan.key)
+        return report
+
+    def _wait_for_turn(self, auth_errors: list[MeisaAPIError]) -> bool:
+        """Wait out a 429 pause and the pacer; False when the batch must stop sending instead."""
+        while not (self.stopping or auth_errors):
+            paused = self._gate.remaining()
+            if paused > 0:
+                self._stop.wait(min(paused, _TURN_CHECK))
+            elif self.pacer is None or self.pacer.acquire(timeout=_TURN_CHECK):
+                return not (self.stopping or auth_errors)
+        return False
+
+    def _settle_refusal(self, plan: Plan, error: MeisaAPIError, report: DrainReport) -> None:
+        if isinstance(error, RateLimited):
+            self._settler.rate_limited(plan, error, report)
+        elif isinstance(error, NotFound) and plan.operation is Operation.DELETE:
+            self._settler.skipped(plan, SkipReason.NOT_FOUND, report)  # already erased
+        elif isinstance(error, ServerError):
+            self._settler.retry_later(plan, error, report)
+        else:
+            # 400, 404, 409, 413 and any other refusal: the same request cannot succeed later.
+            self._settler.dead(plan, str(error), error, report)
+
+    def _auth_failed(self, error: MeisaAPIError, report: DrainReport) -> None:
+        report.auth_failed = True
+        logger.error(
+            "MEISA REFUSED THE CREDENTIALS (%s). Sending is paused and the records are untouched; "
+            "fix the API key (MEISA_API_KEY) or its scopes. Re-checking every %.0f s.",
+            error,
+            self.auth_recheck,
+        )
+        signals.send_safely(signals.auth_failed, self, error=error, released=report.released)
+
+    def _request(self, plan: Plan) -> MeisaResponse:
+        assert plan.body is not None
+        if plan.operation is Operation.DELETE:
+            return self.client.delete(plan.body, idempotency_key=plan.idempotency_key)
+        return self.client.upsert(plan.body, idempotency_key=plan.idempotency_key)
+
+    # -- process signals -----------------------------------------------------------------------
+
+    @contextmanager
+    def graceful_shutdown(self, enabled: bool = True) -> Iterator[None]:
+        """While inside, SIGTERM and SIGINT stop the worker gracefully (main thread only).
+
+        The first signal finishes the requests in flight and releases the rest; a second SIGINT
+        raises ``KeyboardInterrupt``. The previous handlers come back on exit.
+        """
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def graceful(signum: int, frame: FrameType | None) -> None:
+            if self.stopping and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            logger.warning(
+                "%s received: finishing in-flight requests, releasing the rest",
+                signal.Signals(signum).name,
+            )
+            self.stop()
+
+        previous: dict[signal.Signals, Any] = {}
+        for number in (signal.SIGTERM, signal.SIGINT):
+            previous[number] = signal.signal(number, graceful)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
