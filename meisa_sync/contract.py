@@ -157,6 +157,12 @@ def check_custom_field_name(name: object, field: str | None = None) -> str:
 
 def check_custom_value(value: object, field: str) -> str | int | float | bool | None:
     """Check one custom-field value: a string (≤10,000 chars), finite number, boolean or None."""
+    # Fast path for the common exact types; subclasses and refusals take the long way below.
+    if type(value) is str:
+        if len(value) <= MAX_CUSTOM_STRING_LENGTH:
+            return value
+    elif value is None or type(value) is int or type(value) is bool:
+        return value
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -172,9 +178,9 @@ def check_custom_value(value: object, field: str) -> str | int | float | bool | 
             )
         return value
     if isinstance(value, (Mapping, list, tuple)):
-        kind = "objects" if isinstance(value, Mapping) else "arrays"
+        shape = "objects" if isinstance(value, Mapping) else "arrays"
         raise PayloadError(
-            field, f"nested {kind} are not allowed; send each value as its own custom field"
+            field, f"nested {shape} are not allowed; send each value as its own custom field"
         )
     raise PayloadError(field, f"must be a string, number, boolean or null, not {_type_name(value)}")
 

@@ -185,6 +185,19 @@ class Tags(Declaration):
 
 
 def _path_getter(path: tuple[str, ...]) -> Callable[[Any], Any]:
+    if len(path) == 1:
+        (only,) = path
+
+        def read_attribute(obj: Any) -> Any:
+            try:
+                return getattr(obj, only)
+            except AttributeError:
+                if hasattr(type(obj), only):
+                    return None
+                raise
+
+        return read_attribute
+
     def read(obj: Any) -> Any:
         value = obj
         for name in path:
