@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -13,12 +13,11 @@ from sqlalchemy.orm import Session
 
 from meisa_sync.contract import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
 from meisa_sync.server import idempotency
-from meisa_sync.server.auth import Principal, requires_token
-from meisa_sync.server.body import JsonBody, documented_body, json_body, parse_model
+from meisa_sync.server.auth import TokenCaller
+from meisa_sync.server.body import Body, documented_body, parse_model
 from meisa_sync.server.context import ServerContext, format_time, get_context
 from meisa_sync.server.credentials import (
     ALL_SCOPES,
-    DEFAULT_SCOPES,
     TOKEN_LIFETIME,
     display_prefix,
     generate_api_key,
@@ -47,10 +46,14 @@ class TokenOut(BaseModel):
     expires_in: int
 
 
+def _default_scopes() -> list[Scope]:
+    return ["contacts:write"]
+
+
 class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=255)
-    scopes: list[Scope] = list(DEFAULT_SCOPES)
+    scopes: list[Scope] = Field(default_factory=_default_scopes)
     per_minute: int = Field(DEFAULT_PER_MINUTE, ge=1, le=1_000_000)
     per_hour: int = Field(DEFAULT_PER_HOUR, ge=1, le=100_000_000)
     mode: Literal["live", "test"] = "live"
@@ -132,7 +135,7 @@ _auth = {**ERROR_RESPONSES["common"], **ERROR_RESPONSES["auth"]}
     openapi_extra=documented_body(LoginIn),
     responses={**ERROR_RESPONSES["common"], **ERROR_RESPONSES["login"], **ERROR_RESPONSES["body"]},
 )
-def login(request: Request, body: JsonBody = Depends(json_body)) -> Any:
+def login(request: Request, body: Body) -> Any:
     """Exchange a dashboard username and password for a bearer token."""
     context = get_context(request)
     credentials: LoginIn = parse_model(LoginIn, body.data)
@@ -160,7 +163,7 @@ def _dummy_hash(context: ServerContext) -> str:
 @route(
     router, "GET", "/api-keys/", tags=["api-keys"], response_model=list[ApiKeyOut], responses=_auth
 )
-def list_api_keys(request: Request, _principal: Principal = Depends(requires_token)) -> Any:
+def list_api_keys(request: Request, _principal: TokenCaller) -> Any:
     """Every key, revoked ones included; never the plaintext."""
     context = get_context(request)
     return context.db.transaction(
@@ -180,8 +183,8 @@ def list_api_keys(request: Request, _principal: Principal = Depends(requires_tok
 )
 def create_key(
     request: Request,
-    principal: Principal = Depends(requires_token),
-    body: JsonBody = Depends(json_body),
+    principal: TokenCaller,
+    body: Body,
 ) -> Response:
     """Create a key; the plaintext ``key`` is in this answer only."""
     context = get_context(request)
@@ -215,9 +218,7 @@ def create_key(
     response_class=Response,
     responses={**_auth, **ERROR_RESPONSES["not_found"]},
 )
-def revoke_key(
-    key_id: str, request: Request, _principal: Principal = Depends(requires_token)
-) -> Response:
+def revoke_key(key_id: str, request: Request, _principal: TokenCaller) -> Response:
     """Revoke a key: from now on it is 401 ``invalid_api_key``."""
     context = get_context(request)
 

@@ -1,7 +1,7 @@
 """Who is calling: the route dependencies that enforce CONTRACT.md §2 and §3.
 
-Each protected route declares ``Depends(requires("contacts:write"))`` (an API key with that scope, or
-a dashboard token) or ``Depends(requires_token)`` (a token only). The order of checks is fixed:
+Each protected route declares ``Depends(requires("contacts:write"))`` (an API key with that scope,
+or a dashboard token) or ``Depends(requires_token)`` (a token only). The order of checks is fixed:
 both credentials → 400; none → 401; an unknown or revoked key → 401, then the key's rate limit (429,
 headers on every key-authenticated answer), then a token-only route → 403 ``write_only_key``, then a
 missing scope → 403 naming it.
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from sqlalchemy import select
 
@@ -21,7 +22,7 @@ from meisa_sync.server.credentials import KEY_PATTERN, TokenError, decode_token,
 from meisa_sync.server.errors import ApiError
 from meisa_sync.server.models import ApiKey, User
 
-__all__ = ["RATE_LIMIT_HEADERS_STATE", "Principal", "requires", "requires_token"]
+__all__ = ["RATE_LIMIT_HEADERS_STATE", "Principal", "TokenCaller", "requires", "requires_token"]
 
 RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
 
@@ -113,8 +114,8 @@ def requires(scope: str) -> Callable[..., Principal]:
 
     def dependency(
         request: Request,
-        _key: str | None = Security(_api_key_scheme),
-        _token: object = Security(_bearer_scheme),
+        _key: Annotated[str | None, Security(_api_key_scheme)],
+        _token: Annotated[object, Security(_bearer_scheme)],
     ) -> Principal:
         return _authenticate(request, scope, token_only=False)
 
@@ -123,8 +124,12 @@ def requires(scope: str) -> Callable[..., Principal]:
 
 def requires_token(
     request: Request,
-    _key: str | None = Security(_api_key_scheme),
-    _token: object = Security(_bearer_scheme),
+    _key: Annotated[str | None, Security(_api_key_scheme)],
+    _token: Annotated[object, Security(_bearer_scheme)],
 ) -> Principal:
     """A dependency admitting a dashboard token only (an API key gets 403 ``write_only_key``)."""
     return _authenticate(request, None, token_only=True)
+
+
+#: A route parameter admitting a dashboard token only.
+TokenCaller = Annotated[Principal, Depends(requires_token)]

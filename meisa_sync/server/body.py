@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from meisa_sync.contract import MAX_BODY_BYTES
 from meisa_sync.server.errors import ApiError, from_validation
 
-__all__ = ["JsonBody", "documented_body", "json_body", "parse_model"]
+__all__ = ["Body", "JsonBody", "documented_body", "json_body", "parse_model"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,7 @@ def documented_body(model: type[BaseModel], *, required: bool = True) -> dict[st
             "content": {"application/json": {"schema": model.model_json_schema()}},
         }
     }
+
+
+#: A route parameter holding the parsed JSON body.
+Body = Annotated[JsonBody, Depends(json_body)]

@@ -83,7 +83,7 @@ def _rate(name: str, value: object) -> float:
 def _status(name: str, value: object) -> int:
     if value not in _FAILURE_STATUSES or isinstance(value, bool):
         raise ValueError(f"{name}: must be one of {sorted(_FAILURE_STATUSES)}")
-    return int(value)  # type: ignore[call-overload]
+    return int(value)  # type: ignore[call-overload, unused-ignore]
 
 
 @dataclass(frozen=True)

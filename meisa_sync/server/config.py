@@ -37,7 +37,7 @@ from meisa_sync.server.rules import create_rule, save_rule
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = ["Bootstrap", "apply_config", "load_config", "resolve_jwt_secret"]
 
@@ -88,7 +88,7 @@ def _entries(config: Mapping[str, Any], section: str) -> list[tuple[str, dict[st
 
 def _require(entry: Mapping[str, Any], where: str, name: str, kind: type) -> Any:
     value = entry.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigurationError(f"{where}.{name}: required, a {kind.__name__}")
     return value
 
@@ -100,9 +100,7 @@ def _optional_int(entry: Mapping[str, Any], where: str, name: str, default: int)
     return value
 
 
-def resolve_jwt_secret(
-    db: Database, explicit: str | None, config: Mapping[str, Any] | None
-) -> str:
+def resolve_jwt_secret(db: Database, explicit: str | None, config: Mapping[str, Any] | None) -> str:
     """The explicit secret, else the config's, else one generated once and kept in the database."""
     if explicit:
         return explicit
@@ -122,9 +120,7 @@ def resolve_jwt_secret(
     return db.transaction(stored)
 
 
-def apply_config(
-    session: Session, config: Mapping[str, Any] | None, now: Any
-) -> Bootstrap | None:
+def apply_config(session: Session, config: Mapping[str, Any] | None, now: Any) -> Bootstrap | None:
     """Make the database hold what the config says; bootstrap an empty one without config."""
     if config is None:
         return _bootstrap(session, now)

@@ -6,11 +6,11 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
@@ -24,12 +24,12 @@ from meisa_sync.contract import (
 )
 from meisa_sync.exceptions import PayloadError
 from meisa_sync.server import activity, idempotency
-from meisa_sync.server.auth import Principal, requires, requires_token
-from meisa_sync.server.body import JsonBody, documented_body, json_body
-from meisa_sync.server.context import format_time, get_context
+from meisa_sync.server.auth import Principal, TokenCaller, requires
+from meisa_sync.server.body import Body, documented_body
+from meisa_sync.server.context import get_context
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error, validation_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
-from meisa_sync.server.models import Activity, Contact, ContactTag, Enrollment, Tag
+from meisa_sync.server.models import Activity, Contact, ContactTag, Enrollment
 from meisa_sync.server.routing import route
 from meisa_sync.server.tags import add_tag, find_tag, get_or_create_tag, remove_tag
 from meisa_sync.server.upsert import upsert
@@ -58,8 +58,8 @@ class UpsertIn(BaseModel):
 
 class TagsIn(IdentifiersIn):
     model_config = ConfigDict(extra="forbid")
-    add: list[str] = []
-    remove: list[str] = []
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
 
 
 class ContactPage(BaseModel):
@@ -95,8 +95,8 @@ def _checked(check: Any, *args: Any) -> Any:
 )
 def upsert_contact(
     request: Request,
-    principal: Principal = Depends(requires("contacts:write")),
-    body: JsonBody = Depends(json_body),
+    principal: Annotated[Principal, Depends(requires("contacts:write"))],
+    body: Body,
 ) -> Response:
     """Create or update a contact by external_id or email; automations run on the change set."""
     context = get_context(request)
@@ -124,11 +124,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 @route(router, "GET", "/contacts/", response_model=ContactPage, responses=_auth)
 def list_contacts(
     request: Request,
-    _principal: Principal = Depends(requires_token),
+    _principal: TokenCaller,
     email: str | None = None,
     external_id: str | None = None,
     tag: str | None = None,
-    limit: int = Query(50, ge=1, le=200),
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> Any:
     """Contacts, oldest first, filtered by email, external_id or tag; paginated by cursor."""
@@ -184,9 +184,7 @@ def _contact_or_404(session: Session, contact_id: str) -> Contact:
     response_model=ContactWithEnrollments,
     responses={**_auth, **ERROR_RESPONSES["not_found"]},
 )
-def get_contact(
-    contact_id: str, request: Request, _principal: Principal = Depends(requires_token)
-) -> Any:
+def get_contact(contact_id: str, request: Request, _principal: TokenCaller) -> Any:
     """One contact with its enrollments."""
     context = get_context(request)
     return context.db.transaction(
@@ -201,9 +199,7 @@ def get_contact(
     response_model=list[ActivityOut],
     responses={**_auth, **ERROR_RESPONSES["not_found"]},
 )
-def get_activity(
-    contact_id: str, request: Request, _principal: Principal = Depends(requires_token)
-) -> Any:
+def get_activity(contact_id: str, request: Request, _principal: TokenCaller) -> Any:
     """What happened to the contact, oldest first."""
     context = get_context(request)
 
@@ -224,8 +220,8 @@ def get_activity(
 )
 def change_tags(
     request: Request,
-    principal: Principal = Depends(requires("tags:write")),
-    body: JsonBody = Depends(json_body),
+    principal: Annotated[Principal, Depends(requires("tags:write"))],
+    body: Body,
 ) -> Response:
     """Add and remove a contact's tags; no automations fire."""
     context = get_context(request)
@@ -280,8 +276,8 @@ def _tag_list(data: dict[str, Any], field: str) -> list[str]:
 )
 def delete_contact(
     request: Request,
-    principal: Principal = Depends(requires("contacts:delete")),
-    body: JsonBody = Depends(json_body),
+    principal: Annotated[Principal, Depends(requires("contacts:delete"))],
+    body: Body,
 ) -> Response:
     """Erase a contact with its tag links, enrollments and activity."""
     context = get_context(request)

@@ -1,7 +1,8 @@
 """What one running server holds: its database, limiter, clock, secrets and control-plane state.
 
-``create_app`` builds one :class:`ServerContext` and stores it on ``app.state.meisa``; handlers reach
-it through :func:`get_context`. Nothing here is global, so several servers live in one process (tests).
+``create_app`` builds one :class:`ServerContext` and stores it on ``app.state.meisa``; handlers
+reach it through :func:`get_context`. Nothing here is global, so several servers live in one process
+(tests).
 """
 
 from __future__ import annotations

@@ -122,7 +122,9 @@ class ControlPlaneMiddleware:
                 await response(scope, recording_receive, recording_send)
             elif verdict is not None and verdict.drop:
                 outcome = "dropped"
-                await self._drop(scope, recording_receive, drain_body, verdict.apply_before_drop, send)
+                await self._drop(
+                    scope, recording_receive, drain_body, verdict.apply_before_drop, send
+                )
             else:
                 await self.app(scope, recording_receive, recording_send)
         finally:

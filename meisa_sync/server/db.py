@@ -1,9 +1,9 @@
 """The server's database: engine per URL, session factory, transactions that retry on collisions.
 
-SQLite serialises writers; a transaction that starts reading and later writes can fail with "database is
-locked" when another connection wrote in between, so every SQLite transaction starts with
-``BEGIN IMMEDIATE`` and waits (``busy_timeout``) instead. PostgreSQL and MariaDB run at READ COMMITTED so
-a retried transaction sees the row a concurrent one just committed.
+SQLite serialises writers; a transaction that starts reading and later writes can fail with
+"database is locked" when another connection wrote in between, so every SQLite transaction starts
+with ``BEGIN IMMEDIATE`` and waits (``busy_timeout``) instead. PostgreSQL and MariaDB run at READ
+COMMITTED so a retried transaction sees the row a concurrent one just committed.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """The reference server's tables, as SQLAlchemy 2 declarative models.
 
-Portable across SQLite, PostgreSQL and MariaDB/MySQL: string UUID keys, JSON columns, timestamps stored
-as naive UTC with microseconds (MySQL's ``DATETIME`` would drop them otherwise). Uniqueness the contract
-promises (one contact per e-mail, per external id; tag names case-insensitively; one idempotency record
-per key and caller) is a unique index, so concurrent writers collide in the database, not in Python.
+Portable across SQLite, PostgreSQL and MariaDB/MySQL: string UUID keys, JSON columns, timestamps
+stored as naive UTC with microseconds (MySQL's ``DATETIME`` would drop them otherwise). Uniqueness
+the contract promises (one contact per e-mail, per external id; tag names case-insensitively; one
+idempotency record per key and caller) is a unique index, so concurrent writers collide in the
+database, not in Python.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -77,7 +78,7 @@ def _exact(length: int) -> String:
     """A string compared byte for byte: MySQL's default collations would equate "é" and "e"."""
     return String(length).with_variant(
         mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb"
-    )  # type: ignore[return-value]
+    )
 
 
 # SQLite only autoincrements INTEGER PRIMARY KEY.
@@ -86,7 +87,11 @@ _Uuid = String(36)
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 class Contact(Base):

@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from meisa_sync.server import activity, idempotency
-from meisa_sync.server.auth import Principal, requires_token
+from meisa_sync.server.auth import TokenCaller
 from meisa_sync.server.automations import (
     AddTag,
     Enroll,
@@ -30,7 +30,7 @@ from meisa_sync.server.automations import (
     Unenroll,
     parse_rule,
 )
-from meisa_sync.server.body import JsonBody, json_body
+from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, validation_error
 from meisa_sync.server.models import Activity, Automation, Contact, Sequence
@@ -148,12 +148,6 @@ def rule_json(row: Automation) -> dict[str, Any]:
     return _rule(row).to_json()
 
 
-class MatcherDoc(BaseModel):
-    """A JSON scalar, or an object with in / not_in / gt / gte / lt / lte / exists."""
-
-    model_config = ConfigDict(extra="allow")
-
-
 class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -186,12 +180,6 @@ _auth = {**ERROR_RESPONSES["common"], **ERROR_RESPONSES["auth"]}
 _write = {**_auth, **ERROR_RESPONSES["body"], **ERROR_RESPONSES["conflict"]}
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    from meisa_sync.server.body import documented_body
-
-    return documented_body(model)
-
-
 def _row_or_404(session: Session, automation_id: str) -> Automation:
     row = session.get(Automation, automation_id)
     if row is None:
@@ -200,7 +188,7 @@ def _row_or_404(session: Session, automation_id: str) -> Automation:
 
 
 @route(router, "GET", "/automations/", response_model=list[RuleOut], responses=_auth)
-def list_automations(request: Request, _principal: Principal = Depends(requires_token)) -> Any:
+def list_automations(request: Request, _principal: TokenCaller) -> Any:
     """Every rule, in the order they run."""
     context = get_context(request)
     return context.db.transaction(
@@ -219,13 +207,13 @@ def list_automations(request: Request, _principal: Principal = Depends(requires_
     "/automations/",
     status_code=201,
     response_model=RuleOut,
-    openapi_extra=_body_schema(RuleIn),
+    openapi_extra=documented_body(RuleIn),
     responses=_write,
 )
 def create_automation(
     request: Request,
-    principal: Principal = Depends(requires_token),
-    body: JsonBody = Depends(json_body),
+    principal: TokenCaller,
+    body: Body,
 ) -> Response:
     """Create a rule; 400 naming the field when it is malformed or names an unknown sequence."""
     context = get_context(request)
@@ -247,9 +235,7 @@ def create_automation(
     response_model=RuleOut,
     responses={**_auth, **ERROR_RESPONSES["not_found"]},
 )
-def get_automation(
-    automation_id: str, request: Request, _principal: Principal = Depends(requires_token)
-) -> Any:
+def get_automation(automation_id: str, request: Request, _principal: TokenCaller) -> Any:
     """One rule."""
     context = get_context(request)
     return context.db.transaction(lambda s: rule_json(_row_or_404(s, automation_id)))
@@ -260,14 +246,14 @@ def get_automation(
     "PATCH",
     "/automations/{automation_id}/",
     response_model=RuleOut,
-    openapi_extra=_body_schema(RulePatch),
+    openapi_extra=documented_body(RulePatch),
     responses={**_write, **ERROR_RESPONSES["not_found"]},
 )
 def update_automation(
     automation_id: str,
     request: Request,
-    _principal: Principal = Depends(requires_token),
-    body: JsonBody = Depends(json_body),
+    _principal: TokenCaller,
+    body: Body,
 ) -> Any:
     """Change some of a rule's parts; the result is validated as a whole."""
     context = get_context(request)
@@ -295,9 +281,7 @@ def update_automation(
     response_class=Response,
     responses={**_auth, **ERROR_RESPONSES["not_found"]},
 )
-def delete_automation(
-    automation_id: str, request: Request, _principal: Principal = Depends(requires_token)
-) -> Response:
+def delete_automation(automation_id: str, request: Request, _principal: TokenCaller) -> Response:
     """Delete a rule; its past firings stay in the activity logs."""
     context = get_context(request)
     context.db.transaction(lambda s: s.delete(_row_or_404(s, automation_id)))

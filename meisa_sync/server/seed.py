@@ -1,8 +1,8 @@
 """The seed documentation's sequences and automations, as data.
 
 The table at the end of CONTRACT.md §6 written in the automation grammar: the shared fixture of the
-tests, the demo and the docs. ``seed_config()`` is a ready-to-use server config (CONTRACT.md §9) holding
-them, for ``create_app(config=...)``.
+tests, the demo and the docs. ``seed_config()`` is a ready-to-use server config (CONTRACT.md §9)
+holding them, for ``create_app(config=...)``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from meisa_sync.contract import SEQUENCE_SLUG_RE, normalize_identifiers
 from meisa_sync.exceptions import PayloadError
 from meisa_sync.server import activity, idempotency
-from meisa_sync.server.auth import Principal, requires, requires_token
-from meisa_sync.server.body import JsonBody, documented_body, json_body, parse_model
+from meisa_sync.server.auth import Principal, TokenCaller, requires
+from meisa_sync.server.body import Body, documented_body, parse_model
 from meisa_sync.server.context import format_time, get_context
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
@@ -172,7 +172,7 @@ _auth = {**ERROR_RESPONSES["common"], **ERROR_RESPONSES["auth"]}
 
 
 @route(router, "GET", "/sequences/", response_model=list[SequenceOut], responses=_auth)
-def list_sequences(request: Request, _principal: Principal = Depends(requires_token)) -> Any:
+def list_sequences(request: Request, _principal: TokenCaller) -> Any:
     """Every sequence, by slug."""
     context = get_context(request)
     return context.db.transaction(
@@ -196,8 +196,8 @@ def list_sequences(request: Request, _principal: Principal = Depends(requires_to
 )
 def create_sequence(
     request: Request,
-    principal: Principal = Depends(requires_token),
-    body: JsonBody = Depends(json_body),
+    principal: TokenCaller,
+    body: Body,
 ) -> Response:
     """Create a sequence: 201, or 200 with the existing one when the slug is taken (unchanged)."""
     context = get_context(request)
@@ -249,8 +249,8 @@ def _identifiers(data: Any) -> dict[str, str]:
 def enroll_contact(
     slug: str,
     request: Request,
-    principal: Principal = Depends(requires("sequences:write")),
-    body: JsonBody = Depends(json_body),
+    principal: Annotated[Principal, Depends(requires("sequences:write"))],
+    body: Body,
 ) -> Response:
     """Enroll a contact: 201 when a new enrollment starts, else 200 with ``created: false``."""
     context = get_context(request)
@@ -286,8 +286,8 @@ def enroll_contact(
 def unenroll_contact(
     slug: str,
     request: Request,
-    principal: Principal = Depends(requires("sequences:write")),
-    body: JsonBody = Depends(json_body),
+    principal: Annotated[Principal, Depends(requires("sequences:write"))],
+    body: Body,
 ) -> Response:
     """End the contact's active enrollment: ``exited: true`` with it, or ``false`` and null."""
     context = get_context(request)
@@ -316,9 +316,7 @@ def unenroll_contact(
     response_model=list[EnrollmentOut],
     responses={**_auth, **ERROR_RESPONSES["not_found"]},
 )
-def list_enrollments(
-    slug: str, request: Request, _principal: Principal = Depends(requires_token)
-) -> Any:
+def list_enrollments(slug: str, request: Request, _principal: TokenCaller) -> Any:
     """The sequence's enrollments, oldest first."""
     context = get_context(request)
 

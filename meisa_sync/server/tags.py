@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from meisa_sync.contract import normalize_tag_name
 from meisa_sync.exceptions import PayloadError
 from meisa_sync.server import idempotency
-from meisa_sync.server.auth import Principal, requires, requires_token
-from meisa_sync.server.body import JsonBody, documented_body, json_body
+from meisa_sync.server.auth import Principal, TokenCaller, requires
+from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
 from meisa_sync.server.models import ContactTag, Tag
@@ -97,7 +97,7 @@ router = APIRouter(tags=["tags"])
     response_model=list[TagWithCount],
     responses={**ERROR_RESPONSES["common"], **ERROR_RESPONSES["auth"]},
 )
-def list_tags(request: Request, _principal: Principal = Depends(requires_token)) -> Any:
+def list_tags(request: Request, _principal: TokenCaller) -> Any:
     """Every tag with how many contacts carry it."""
     context = get_context(request)
 
@@ -130,8 +130,8 @@ def list_tags(request: Request, _principal: Principal = Depends(requires_token))
 )
 def create_tag(
     request: Request,
-    principal: Principal = Depends(requires("tags:write")),
-    body: JsonBody = Depends(json_body),
+    principal: Annotated[Principal, Depends(requires("tags:write"))],
+    body: Body,
 ) -> Response:
     """Create a tag: 201, or 200 with the existing one (names are unique case-insensitively)."""
     context = get_context(request)
@@ -165,9 +165,7 @@ def create_tag(
         **ERROR_RESPONSES["not_found"],
     },
 )
-def delete_tag(
-    tag_id: str, request: Request, _principal: Principal = Depends(requires_token)
-) -> Response:
+def delete_tag(tag_id: str, request: Request, _principal: TokenCaller) -> Response:
     """Delete a tag and its links to contacts."""
     context = get_context(request)
 
