@@ -53,5 +53,9 @@ class OutboxWriter:
         """Insert ``changes`` with one (executemany) statement; return how many were written."""
         if not changes:
             return 0
-        connection.execute(self._insert, self.rows(changes))
+        now = datetime.now(timezone.utc)
+        if connection.dialect.name != "postgresql":
+            # As the store keeps them: naive UTC wherever the column has no zone (tables.py).
+            now = now.replace(tzinfo=None)
+        connection.execute(self._insert, self.rows(changes, now=now))
         return len(changes)
