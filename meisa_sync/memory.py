@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+from meisa_sync import signals
 from meisa_sync.records import (
     ChangeRecord,
     ClaimedObject,
@@ -84,6 +85,12 @@ class InMemoryStore(OutboxStore):
     # -- the save side -------------------------------------------------------------------------
 
     def enqueue(self, changes: Sequence[NewChange]) -> list[int]:
+        ids = self._insert(changes)
+        if ids:
+            signals.send_safely(signals.enqueued, self, changes=list(changes), record_ids=ids)
+        return ids
+
+    def _insert(self, changes: Sequence[NewChange]) -> list[int]:
         with self._lock:
             now = self._clock()
             ids = []

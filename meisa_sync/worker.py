@@ -54,7 +54,6 @@ __all__ = ["DrainReport", "Worker", "default_worker_id"]
 logger = logging.getLogger(__name__)
 
 _IDLE_POLL_MIN = 0.2
-_IDLE_POLL_MAX = 5.0
 # How often a sender waiting for its turn looks at the stop flag.
 _TURN_CHECK = 1.0
 
@@ -70,7 +69,9 @@ class Worker:
     ``batch_size`` objects are claimed at a time and sent over ``concurrency`` threads sharing the
     client. ``lease`` is how long a claimed object stays ours without renewal (renewed every third
     of it while requests run). ``pacer`` keeps sending within the key's rate limits (none: send as
-    fast as Meisa admits). ``clock`` (aware UTC) and ``random`` (the retry jitter) are for tests.
+    fast as Meisa admits). After a 401/403 the worker waits ``auth_recheck`` seconds before trying
+    again; idle, it polls with a backoff up to ``idle_poll`` seconds. ``clock`` (aware UTC) and
+    ``random`` (the retry jitter) are for tests.
     The client is not closed by the worker; ``close()`` (or ``with``) stops its thread pool.
     """
 
@@ -88,6 +89,7 @@ class Worker:
         clock: Callable[[], datetime] = utc_now,
         random: Callable[[], float] = _random.random,
         auth_recheck: float = 60.0,
+        idle_poll: float = 5.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
@@ -104,6 +106,7 @@ class Worker:
         self.retry_policy = retry_policy or RetryPolicy()
         self.pacer = pacer
         self.auth_recheck = auth_recheck
+        self.idle_poll = idle_poll
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="meisa-sync-send")
         self._gate = RateLimitGate(pacer, clock)
@@ -150,29 +153,32 @@ class Worker:
     ) -> DrainReport:
         """Drain until stopped (``stop`` set, ``stop()``, SIGTERM or SIGINT); return the totals.
 
-        Idle, it polls with a backoff up to 5 s; after an auth failure it waits ``auth_recheck``
-        seconds and tries again. A second SIGINT interrupts at once.
+        Idle, it polls with a backoff up to ``idle_poll`` seconds (also the wait after a failed
+        pass, e.g. the database was unreachable); after an auth failure it waits ``auth_recheck``
+        seconds and tries again. ``handle_signals`` installs graceful SIGTERM/SIGINT handlers (main thread
+        only); a second SIGINT interrupts at once.
         """
         if stop is not None:
             self._stop = stop
         total = DrainReport()
-        idle = _IDLE_POLL_MIN
+        shortest = min(_IDLE_POLL_MIN, self.idle_poll)
+        idle = shortest
         with self.graceful_shutdown(handle_signals):
             while not self.stopping:
                 try:
                     report = self.run_once()
                 except Exception:
-                    logger.exception("the drain pass failed; retrying in %.0f s", _IDLE_POLL_MAX)
-                    self._stop.wait(_IDLE_POLL_MAX)
+                    logger.exception("the drain pass failed; retrying in %.1f s", self.idle_poll)
+                    self._stop.wait(self.idle_poll)
                     continue
                 total.add(report)
                 if report.auth_failed:
                     self._stop.wait(self.auth_recheck)
                 elif report.objects:
-                    idle = _IDLE_POLL_MIN
+                    idle = shortest
                 else:
                     self._stop.wait(idle)
-                    idle = min(idle * 2, _IDLE_POLL_MAX)
+                    idle = min(idle * 2, self.idle_poll)
         logger.info("worker %s stopped; %s", self.worker_id, total.summary())
         return total
 
@@ -184,15 +190,22 @@ class Worker:
         """
         total = DrainReport()
         tried: set[ObjectKey] = set()
+        # Objects retried earlier in this pass may be due again at once and come first in the next
+        # claim: they are released for the next pass, and the claim widened to reach past them.
+        extra = 0
         while not self.stopping:
-            claimed = self.app.store.claim(self.worker_id, limit=self.batch_size, lease=self.lease)
+            limit = self.batch_size + extra
+            claimed = self.app.store.claim(self.worker_id, limit=limit, lease=self.lease)
             again = [c.key for c in claimed if c.key in tried]
             if again:
-                # Retried earlier in this pass and due again already: the next pass takes them.
                 self.app.store.release(self.worker_id, again)
             fresh = [c for c in claimed if c.key not in tried]
             if not fresh:
-                break
+                if len(claimed) < limit or len(again) <= extra:
+                    break
+                extra = len(again)
+                continue
+            extra = len(again)
             tried.update(c.key for c in fresh)
             report = self._drain_batch(fresh)
             logger.info("batch: %s", report.summary())
