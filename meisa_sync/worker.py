@@ -155,8 +155,8 @@ class Worker:
 
         Idle, it polls with a backoff up to ``idle_poll`` seconds (also the wait after a failed
         pass, e.g. the database was unreachable); after an auth failure it waits ``auth_recheck``
-        seconds and tries again. ``handle_signals`` installs graceful SIGTERM/SIGINT handlers (main thread
-        only); a second SIGINT interrupts at once.
+        seconds and tries again. ``handle_signals`` installs graceful SIGTERM/SIGINT handlers
+        (main thread only); a second SIGINT interrupts at once.
         """
         if stop is not None:
             self._stop = stop
