@@ -73,12 +73,12 @@ def test_autogenerate_creates_the_tables_and_then_sees_no_difference(
             STATE_TABLE,
         }
         migration = produce_migrations(context, Base.metadata)
+        assert migration.upgrade_ops is not None
         code = render_python_code(migration.upgrade_ops)
         assert f"op.create_table('{OUTBOX_TABLE}'" in code
         assert "op.create_index('meisa_sync_outbox_claim_idx'" in code
         # Run the generated operations, as `alembic upgrade head` would.
         operations = Operations(context)
-        assert migration.upgrade_ops is not None
         for operation in migration.upgrade_ops.ops:
             # Index creations come grouped per table; run what each group holds.
             for step in operation.ops if isinstance(operation, ModifyTableOps) else [operation]:
