@@ -231,13 +231,16 @@ class ContactMapping:
     def identifiers(self, obj: Any) -> dict[str, str]:
         """``email`` and/or ``external_id`` of ``obj``, normalised; reads nothing else.
 
-        Raises PayloadError when both are empty, since such a contact cannot be addressed.
+        An identifier that is None or a blank string is left out. Raises PayloadError when both
+        are, since such a contact cannot be addressed.
         """
         zone = self._meisa_zone
         result: dict[str, str] = {}
         for name, reader in self._meisa_identifiers:
             value = reader.json(obj, zone)
-            if value is not None:
+            # A blank string is how many user models say "no e-mail" (Django's default is ""):
+            # it addresses nothing, like None, rather than being an invalid address.
+            if value is not None and not (type(value) is str and not value.strip()):
                 result[name] = _identifier(name, value)
         if not result:
             raise PayloadError(
@@ -251,8 +254,8 @@ class ContactMapping:
     def build(self, obj: Any, extras: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The upsert payload for ``obj``: JSON-ready, normalised and valid per CONTRACT.md §4.
 
-        Identifiers that are None are left out (at least one is required); names may be None
-        (that clears them); ``custom_fields`` holds the mapped custom fields with ``extras``
+        Identifiers that are None or blank are left out (at least one is required); names may be
+        None (that clears them); ``custom_fields`` holds the mapped custom fields with ``extras``
         merged over them; ``tag_names`` is present when the Tags source yields any. Every failure
         is a PayloadError naming the payload path.
         """

@@ -11,6 +11,7 @@ import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -247,6 +248,16 @@ def test_identifiers_that_are_none_are_left_out() -> None:
     assert payload["external_id"] == "7"
     assert payload["last_name"] == "Doe"
     assert UserMapping().build(User(id=7, email="a@b.co", last_name=None))["last_name"] is None
+
+
+def test_blank_identifiers_count_as_missing() -> None:
+    # Django's AbstractUser.email defaults to "": such a user is addressed by external_id alone.
+    assert UserMapping().identifiers(User(id=7, email="  ")) == {"external_id": "7"}
+    assert "email" not in UserMapping().build(User(id=7, email=""))
+    by_code = type("M", (ContactMapping,), {"email": Field("email"), "external_id": Field("code")})
+    error = payload_error(by_code(), SimpleNamespace(email="", code=" "))
+    assert error.field == "email"
+    assert "no identifier: email and external_id are empty" in str(error)
 
 
 def test_invalid_identifiers_are_refused() -> None:
