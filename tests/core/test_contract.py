@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meisa_sync.contract import (
     API_KEY_RE,
@@ -238,3 +240,30 @@ def test_identifiers_for_other_endpoints_ignore_other_keys() -> None:
     assert normalize_identifiers({"external_id": 5}) == {"external_id": "5"}
     assert refused(normalize_identifiers, {"add": ["x"]}).field == "email"
     assert refused(normalize_identifiers, None).field == "body"
+
+
+upsert_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "email": st.emails() | st.text(max_size=8),
+        "external_id": st.integers() | st.text(max_size=8),
+        "first_name": st.none() | st.text(max_size=8),
+        "custom_fields": st.dictionaries(
+            st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True) | st.text(max_size=3),
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+            max_size=4,
+        ),
+        "tag_names": st.lists(st.text(max_size=6), max_size=4),
+    },
+)
+
+
+@given(upsert_bodies)
+def test_validation_is_idempotent(body: dict[str, Any]) -> None:
+    try:
+        once = validate_upsert(body)
+    except PayloadError as error:
+        assert str(error).startswith(f"{error.field}: ")
+        return
+    assert validate_upsert(once) == once
+    assert list(once) == list(body)
