@@ -61,7 +61,9 @@ class Declaration:
         self.default = default
         self.transform = transform
         self.depends_on: tuple[str, ...] | None = (
-            None if depends_on is None or isinstance(depends_on, str) else tuple(depends_on)
+            tuple(depends_on)
+            if isinstance(depends_on, Iterable) and not isinstance(depends_on, str)
+            else None
         )
         self._depends_on_raw = depends_on
         self.attribute: str | None = None
@@ -112,10 +114,11 @@ class Declaration:
             )
         raw = self._depends_on_raw
         if raw is not None and not isinstance(source, str):
-            if isinstance(raw, str):
+            if isinstance(raw, str) or not isinstance(raw, Iterable):
+                example = repr(raw) if isinstance(raw, str) else "'first_name'"
                 raise MappingDeclarationError(
                     f"{where}: depends_on must be a list of attribute names, e.g. "
-                    f"depends_on=[{raw!r}], not a string"
+                    f"depends_on=[{example}], not {type(raw).__name__}"
                 )
             bad = [path for path in self.depends_on or () if not is_dotted_path(path)]
             if bad:

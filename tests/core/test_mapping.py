@@ -548,8 +548,16 @@ def test_bad_transform_and_depends_on() -> None:
     assert "depends_on is only for callable sources" in declaration_error(
         external_id=Field("id", depends_on=["id"])
     )
-    assert "not a string" in declaration_error(
+    assert "depends_on=['first_name'], not str" in declaration_error(
         external_id=Field("id"), x=CustomField(lambda u: 1, depends_on="first_name")
+    )
+    assert "must be a list of attribute names" in declaration_error(
+        external_id=Field("id"),
+        x=CustomField(lambda u: 1, depends_on=3),  # type: ignore[arg-type]
+    )
+    assert "depends_on holds 3" in declaration_error(
+        external_id=Field("id"),
+        x=CustomField(lambda u: 1, depends_on=["id", 3]),  # type: ignore[list-item]
     )
     assert "'a b'" in declaration_error(
         external_id=Field("id"), x=CustomField(lambda u: 1, depends_on=["a b"])
