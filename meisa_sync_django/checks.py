@@ -13,16 +13,21 @@ id                     what
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
+from django.utils.module_loading import import_string
 
 from meisa_sync_django.exceptions import ImproperlyConfigured
+from meisa_sync_django.registry import resolve_model
 
-__all__ = ["check_meisa_sync", "register", "startup_errors"]
+if TYPE_CHECKING:
+    from meisa_sync.mapping import ContactMapping
+
+__all__ = ["check_mappings", "check_meisa_sync", "register", "startup_errors"]
 
 startup_errors: list[BaseException] = []
 """What went wrong while the app started (reading settings, importing mappings)."""
@@ -65,17 +70,18 @@ def check_meisa_sync(
                 id="meisa_sync.E001",
             )
         )
-    try:
-        registry.mapped_models()
-    except ImproperlyConfigured as exc:
-        messages.append(
-            checks.Error(
-                str(exc),
-                hint="Point the mapping's `model` (and the keys of `related`) at installed "
-                "models: a class, or an 'app_label.ModelName' string.",
-                id="meisa_sync.E003",
+    for path in configured.mappings:
+        try:
+            import_string(path)
+        except ImportError as exc:
+            messages.append(
+                checks.Error(
+                    f'MEISA_SYNC["MAPPINGS"] lists {path!r}, which cannot be imported: {exc}',
+                    hint="Fix the dotted path (module.ClassName) or the module's import error.",
+                    id="meisa_sync.E002",
+                )
             )
-        )
+    messages += check_mappings(registry)
     database = settings.DATABASES.get(configured.database, {})
     if configured.worker.processes > 1 and "sqlite" in str(database.get("ENGINE", "")):
         messages.append(
@@ -87,6 +93,29 @@ def check_meisa_sync(
                 id="meisa_sync.W001",
             )
         )
+    return messages
+
+
+def check_mappings(mappings: Iterable[ContactMapping]) -> list[checks.CheckMessage]:
+    """E003 for each mapping whose model or related model is not an installed model."""
+    messages: list[checks.CheckMessage] = []
+    for mapping in mappings:
+        name = type(mapping).__qualname__
+        references = [(type(mapping).model, f"{name}.model")]
+        references += [(model, f"{name}.related") for model in (type(mapping).related or {})]
+        for reference, where in references:
+            try:
+                resolve_model(reference, where)
+            except ImproperlyConfigured as exc:
+                messages.append(
+                    checks.Error(
+                        str(exc),
+                        hint="Point the mapping's `model` (and the keys of `related`) at installed "
+                        "models: a class, or an 'app_label.ModelName' string.",
+                        obj=type(mapping),
+                        id="meisa_sync.E003",
+                    )
+                )
     return messages
 
 

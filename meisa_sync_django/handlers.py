@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from django.db import models
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
 from meisa_sync.exceptions import MeisaSyncError, StrictModeError
 from meisa_sync.records import NewChange, ObjectKey, Operation
@@ -30,7 +30,12 @@ __all__ = ["connect", "disconnect"]
 
 logger = logging.getLogger(__name__)
 
-_SIGNALS = {"pre_save": pre_save, "post_save": post_save, "post_delete": post_delete}
+_SIGNALS = {
+    "pre_save": pre_save,
+    "post_save": post_save,
+    "pre_delete": pre_delete,
+    "post_delete": post_delete,
+}
 _connected: list[tuple[str, type[models.Model]]] = []
 
 
@@ -41,7 +46,12 @@ def connect() -> None:
     models would turn Django's fast deletes off project-wide.
     """
     disconnect()
-    receivers = {"pre_save": _before_save, "post_save": _after_save, "post_delete": _after_delete}
+    receivers = {
+        "pre_save": _before_save,
+        "post_save": _after_save,
+        "pre_delete": _before_delete,
+        "post_delete": _after_delete,
+    }
     for model in registry.senders():
         for name, signal in _SIGNALS.items():
             signal.connect(receivers[name], sender=model, weak=False, dispatch_uid=_uid(name, model))
@@ -95,6 +105,14 @@ def _after_save(
                 _strict_build_related(watch, target_pk, using)
     if keys:
         write_changes(using, [NewChange(key) for key in keys])
+
+
+def _before_delete(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    # Strict mode refuses a delete it could not erase before any row is gone.
+    mapped, _ = registry.for_sender(sender)
+    settings = sync_settings()
+    if mapped is not None and settings.strict and settings.delete_policy is DeletePolicy.ERASE:
+        _identifiers(mapped, instance)
 
 
 def _after_delete(

@@ -64,7 +64,8 @@ class RelatedModel:
 class MappingRegistry:
     """The registered mappings, resolved to models once the app registry is ready."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, connect_handlers: bool = False) -> None:
+        self._connect_handlers = connect_handlers
         self._lock = threading.RLock()
         self._mappings: list[ContactMapping] = []
         self._mapped: dict[type[models.Model], MappedModel] | None = None
@@ -88,7 +89,11 @@ class MappingRegistry:
                 return
             self._mappings.append(instance)
             self._forget()
-        self._changed()
+        try:
+            self._changed()
+        except Exception:
+            self.unregister(instance)
+            raise
 
     def unregister(self, mapping: Any) -> None:
         """Forget a mapping class (or instance); for tests."""
@@ -158,7 +163,7 @@ class MappingRegistry:
     def _changed(self) -> None:
         # Registrations made after start (tests, plugins) take effect at once; before that, the
         # app config connects the handlers once every meisa.py module has registered.
-        if apps.ready:
+        if self._connect_handlers and apps.ready:
             from meisa_sync_django import handlers
 
             handlers.connect()
@@ -275,7 +280,7 @@ def _related_model(target: MappedModel, model: type[models.Model], path: object)
     return RelatedModel(target, steps, fk_attname)
 
 
-registry = MappingRegistry()
+registry = MappingRegistry(connect_handlers=True)
 """The process-wide registry the app wires its signal handlers to."""
 
 

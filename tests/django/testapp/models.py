@@ -28,3 +28,10 @@ class Team(models.Model):
     """Not mapped, not watched: its saves record nothing."""
 
     name = models.CharField(max_length=50)
+
+
+class BetaUser(User):
+    """A proxy: its saves are saves of ``User``."""
+
+    class Meta:
+        proxy = True
