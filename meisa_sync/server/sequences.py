@@ -119,7 +119,7 @@ def contact_enrollments(session: Session, contact_id: str) -> list[dict[str, Any
         .join(Sequence, Sequence.id == Enrollment.sequence_id)
         .where(Enrollment.contact_id == contact_id)
         .order_by(Enrollment.enrolled_at, Sequence.slug, Enrollment.seq)
-    ).tuples()
+    )
     return [enrollment_json(enrollment, slug) for enrollment, slug in rows]
 
 

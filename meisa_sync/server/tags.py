@@ -102,11 +102,8 @@ def list_tags(request: Request, _principal: TokenCaller) -> Any:
     context = get_context(request)
 
     def work(session: Session) -> list[dict[str, Any]]:
-        counts = dict(
-            session.execute(
-                select(ContactTag.tag_id, func.count()).group_by(ContactTag.tag_id)
-            ).tuples()
-        )
+        grouped = select(ContactTag.tag_id, func.count()).group_by(ContactTag.tag_id)
+        counts = {tag_id: count for tag_id, count in session.execute(grouped)}
         tags = session.scalars(select(Tag).order_by(Tag.name_key))
         return [{"id": t.id, "name": t.name, "contact_count": counts.get(t.id, 0)} for t in tags]
 
