@@ -25,13 +25,16 @@ _encoder = json.JSONEncoder(
 
 
 def _integral_floats_as_ints(value: Any) -> Any:
-    if type(value) is float:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
         if value.is_integer() and abs(value) <= _LARGEST_EXACT_FLOAT_INT:
             return int(value)
         return value
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {key: _integral_floats_as_ints(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
+    if kind is list or kind is tuple:
         return [_integral_floats_as_ints(item) for item in value]
     return value
 
