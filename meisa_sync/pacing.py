@@ -10,6 +10,10 @@ uses the whole budget. The server's answers correct that local view:
   requests are added as *foreign* entries, so this process slows down; when ``remaining`` is 0,
   ``X-RateLimit-Reset`` dates the oldest of them; otherwise they are dated now, which errs on the
   side of no 429;
+- while other senders are seen and the window is nearly exhausted, only one request of this
+  process is in flight at a time: each answer brings the server's fresh count before the next
+  request leaves, so the senders racing for the last slots overshoot by one request, not by their
+  concurrency;
 - a 429's ``Retry-After`` (or ``pause()``) holds every sender of the key until it passes.
 
 Each window is widened by ``margin`` seconds: requests are recorded when they leave, a little before
@@ -37,6 +41,10 @@ DEFAULT_WINDOWS = (RateLimitWindow(60, 60.0), RateLimitWindow(1000, 3600.0))
 _MAX_SLEEP = 1.0
 # Longer than the client's read timeout (30 s).
 _UNANSWERED_AFTER = 60.0
+# A shared window with this few free slots or fewer takes one request at a time, looking for
+# the answer every _ANSWER_POLL seconds.
+_NEAR_EXHAUSTION = 8
+_ANSWER_POLL = 0.05
 
 
 class Pacer:
@@ -160,7 +168,14 @@ class Pacer:
         wait = self._hold_until - now
         for window in self._windows:
             wait = max(wait, self._window_wait(window, now))
+            if self._unanswered and self._contended(window, now):
+                wait = max(wait, _ANSWER_POLL)
         return wait
+
+    def _contended(self, window: RateLimitWindow, now: float) -> bool:
+        start = now - window.seconds - self._margin
+        foreign = len(self._foreign) - bisect.bisect_right(self._foreign, start)
+        return foreign > 0 and window.limit - self._used(window, now) <= _NEAR_EXHAUSTION
 
     def _window_wait(self, window: RateLimitWindow, now: float) -> float:
         span = window.seconds + self._margin

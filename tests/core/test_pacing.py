@@ -224,8 +224,10 @@ def test_lower_remaining_than_ours_slows_down(clock: FakeClock) -> None:
     pacer.acquire()
     # The server counted 8 requests of this key: 7 came from elsewhere.
     pacer.observe(RateLimitInfo(limit=10, remaining=2, reset=0))
-    assert pacer.acquire()
-    assert pacer.acquire()
+    assert pacer.try_acquire() == 0.0
+    pacer.observe(RateLimitInfo(limit=10, remaining=1, reset=0))
+    assert pacer.try_acquire() == 0.0
+    pacer.observe(RateLimitInfo(limit=10, remaining=0, reset=55))
     assert pacer.wait_time() > 50
 
 
@@ -292,19 +294,36 @@ def test_lone_worker_adopts_the_keys_own_limits() -> None:
     assert sender.admitted >= 0.95 * greedy_admissions(windows, 600.0)
 
 
-@pytest.mark.parametrize("workers", [2, 3])
-def test_workers_sharing_a_key_slow_down_to_its_budget(workers: int) -> None:
+@pytest.mark.parametrize(("workers", "refused_share"), [(2, 0.03), (3, 0.07)])
+def test_workers_sharing_a_key_slow_down_to_its_budget(workers: int, refused_share: float) -> None:
     windows = ((60, 60), (1000, 3600))
     simulation = Simulation(windows)
     senders = [simulation.add(concurrency=4) for _ in range(workers)]
     simulation.run(duration=3600.0)
     admitted = sum(sender.admitted for sender in senders)
     refused = sum(sender.refused for sender in senders)
-    # Uncoordinated senders race for the slots a window frees (each has requests in flight that
-    # the others cannot see yet), so a few per window are refused; refusals cost no budget.
-    assert refused <= 0.12 * admitted
+    # Uncoordinated senders still race for the last slots of a window (about one refused
+    # request per other sender and window); refusals cost no budget.
+    assert refused <= refused_share * admitted
     assert admitted >= 0.95 * greedy_admissions(windows, 3600.0)
     assert all(sender.admitted >= 0.2 * admitted for sender in senders)
+
+
+def test_near_exhaustion_of_a_shared_window_one_request_flies_at_a_time(clock: FakeClock) -> None:
+    pacer = make_pacer(clock, ((20, 60.0),))
+    pacer.acquire()
+    # 14 requests of another sender: 5 slots left, shared.
+    pacer.observe(RateLimitInfo(limit=20, remaining=5, reset=0))
+    assert pacer.try_acquire() == 0.0
+    assert 0 < pacer.try_acquire() <= 0.1
+    pacer.observe(RateLimitInfo(limit=20, remaining=4, reset=0))
+    assert pacer.try_acquire() == 0.0
+
+
+def test_alone_near_exhaustion_requests_still_go_together(clock: FakeClock) -> None:
+    pacer = make_pacer(clock, ((20, 60.0),))
+    for _ in range(20):
+        assert pacer.try_acquire() == 0.0
 
 
 def test_threads_share_the_budget_exactly() -> None:
