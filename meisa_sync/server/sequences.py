@@ -136,7 +136,7 @@ def _sequence_or_404(session: Session, slug: str) -> Sequence:
 
 class SequenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    slug: str = Field(pattern=SEQUENCE_SLUG_RE.pattern, max_length=64)
+    slug: str = Field(pattern=f"^{SEQUENCE_SLUG_RE.pattern}$", max_length=64)
     name: str = Field(min_length=1, max_length=255)
     allow_reenrollment: bool = False
 

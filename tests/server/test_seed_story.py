@@ -1,7 +1,7 @@
 """The seed's story on the server with the four automations of CONTRACT.md §6's table.
 
-Signup (plan free), upgrade to pro, churn: after each step the tags, the enrollments and the activity
-are exactly what the seed documentation says.
+Signup (plan free), upgrade to pro, churn: after each step the tags, the enrollments and the
+activity are exactly what the seed documentation says.
 """
 
 from __future__ import annotations
@@ -70,8 +70,10 @@ async def test_signup_upgrade_churn(
     assert tags(contact) == ["free-plan"]
     assert enrollments(contact) == [("welcome", "active")]
     assert summary(log) == [
-        ("created", {name: {"from": None, "to": value} for name, value in signup["custom_fields"].items()}),
-        ("automation", "signup", None, "free", [("add_tag", "free-plan", "applied"), ("enroll", "welcome", "applied")]),
+        ("created", {name: {"from": None, "to": v} for name, v in signup["custom_fields"].items()}),
+        ("automation", "signup", None, "free", [
+            ("add_tag", "free-plan", "applied"), ("enroll", "welcome", "applied"),
+        ]),
         ("tag_added", "free-plan", "signup"),
         ("enrolled", "welcome", "signup"),
     ]  # fmt: skip
@@ -96,10 +98,14 @@ async def test_signup_upgrade_churn(
             "mrr": {"from": None, "to": 99},
             "upgraded_at": {"from": None, "to": "2024-02-01T09:00:00Z"},
         }),
-        ("automation", "to pro", "free", "pro", [("add_tag", "pro-plan", "applied"), ("remove_tag", "free-plan", "applied")]),
+        ("automation", "to pro", "free", "pro", [
+            ("add_tag", "pro-plan", "applied"), ("remove_tag", "free-plan", "applied"),
+        ]),
         ("tag_added", "pro-plan", "to pro"),
         ("tag_removed", "free-plan", "to pro"),
-        ("automation", "free to paid", "free", "pro", [("add_tag", "paying-customer", "applied"), ("enroll", "welcome-pro", "applied")]),
+        ("automation", "free to paid", "free", "pro", [
+            ("add_tag", "paying-customer", "applied"), ("enroll", "welcome-pro", "applied"),
+        ]),
         ("tag_added", "paying-customer", "free to paid"),
         ("enrolled", "welcome-pro", "free to paid"),
     ]  # fmt: skip
