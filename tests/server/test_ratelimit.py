@@ -236,7 +236,35 @@ def reference_admitted(
     return [sum(1 for t in admitted_at if now - seconds * 1000 < t) for _, seconds in windows]
 
 
-SMALL_WINDOWS = [(3, 10), (5, 30)]
+def check_arrivals(gaps: Sequence[int], windows: Sequence[tuple[int, int]]) -> None:
+    """Send requests ``gaps`` milliseconds apart: no window span ever holds more than its limit,
+    every refusal happened because a window was full, and Retry-After is the exact wait rounded up.
+    """
+    clock = FakeClock(0.0)
+    limiter = SlidingWindowLimiter(clock=clock)
+    admitted_at: list[int] = []
+    now = 0
+    for gap in gaps:
+        now += gap
+        clock.now = now / 1000
+        decision = limiter.admit("k", windows)
+        counts = reference_admitted(admitted_at, now, windows)
+        full = [count >= limit for count, (limit, _) in zip(counts, windows, strict=True)]
+        assert decision.admitted is not any(full)
+        if decision.admitted:
+            admitted_at.append(now)
+            continue
+        # The earliest moment every full window has room again.
+        ready = max(
+            admitted_at[-limit] + seconds * 1000
+            for (limit, seconds), is_full in zip(windows, full, strict=True)
+            if is_full
+        )
+        assert decision.retry_after == max(1, -(-(ready - now) // 1000))
+    for t in admitted_at:
+        for limit, seconds in windows:
+            in_span = sum(1 for u in admitted_at if t <= u < t + seconds * 1000)
+            assert in_span <= limit
 
 
 @settings(deadline=None, max_examples=200)
@@ -250,30 +278,19 @@ SMALL_WINDOWS = [(3, 10), (5, 30)]
     )
 )
 def test_any_arrival_sequence_is_limited_exactly(gaps: list[int]) -> None:
-    """For arrivals `gaps` milliseconds apart: no window span ever holds more than its limit, every
-    refusal happened because a window was full, and Retry-After is the exact wait rounded up."""
-    clock = FakeClock(0.0)
-    limiter = SlidingWindowLimiter(clock=clock)
-    admitted_at: list[int] = []
-    now = 0
-    for gap in gaps:
-        now += gap
-        clock.now = now / 1000
-        decision = limiter.admit("k", SMALL_WINDOWS)
-        counts = reference_admitted(admitted_at, now, SMALL_WINDOWS)
-        full = [count >= limit for count, (limit, _) in zip(counts, SMALL_WINDOWS, strict=True)]
-        assert decision.admitted is not any(full)
-        if decision.admitted:
-            admitted_at.append(now)
-            continue
-        # The earliest moment every window has room again, in whole seconds from now.
-        ready = max(
-            admitted_at[-limit] + seconds * 1000
-            for (limit, seconds), is_full in zip(SMALL_WINDOWS, full, strict=True)
-            if is_full
-        )
-        assert decision.retry_after == max(1, -(-(ready - now) // 1000))
-    for t in admitted_at:
-        for limit, seconds in SMALL_WINDOWS:
-            in_span = sum(1 for u in admitted_at if t <= u < t + seconds * 1000)
-            assert in_span <= limit
+    check_arrivals(gaps, [(3, 10), (5, 30)])
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    # Dense enough (about two per second) to fill the minute window, and long enough to fill the
+    # hour window too.
+    gaps=st.lists(
+        st.sampled_from([0, 1000]) | st.integers(min_value=0, max_value=1_000),
+        min_size=100,
+        max_size=250,
+    )
+)
+def test_the_default_limits_hold_for_any_arrival_sequence(gaps: list[int]) -> None:
+    """The contract's 60 per minute and 1000 per hour, with the hour window made reachable."""
+    check_arrivals(gaps, [(60, 60), (100, 3600)])
