@@ -91,6 +91,13 @@ def build_app(clock: Callable[[], datetime] = utc_now) -> MemoryApp:
 
 app = build_app().sync_app
 
+# What ``--app tests.core.sync_helpers:current_app`` finds: the CLI tests put a fresh app here.
+CURRENT = build_app()
+
+
+def current_app() -> SyncApp:
+    return CURRENT.sync_app
+
 
 # -- a scriptable Meisa ----------------------------------------------------------------------------
 
