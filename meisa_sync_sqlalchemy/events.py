@@ -33,7 +33,7 @@ from sqlalchemy.orm import InstanceState, Session, UOWTransaction
 
 from meisa_sync.exceptions import ConfigurationError, MeisaSyncError, PayloadError, StrictModeError
 from meisa_sync.records import NewChange, ObjectKey, Operation
-from meisa_sync_sqlalchemy.watching import RelatedPath, WatchedModel
+from meisa_sync_sqlalchemy.watching import RelatedPath, WatchedModel, any_changed
 from meisa_sync_sqlalchemy.writing import OutboxWriter
 
 __all__ = ["ChangeCapture", "DeletePolicy", "capture_for"]
@@ -259,9 +259,7 @@ class ChangeCapture:
         if watched is not None and watched.changed(state):
             return True
         # A related object counts on any column change: the mapping may read any of them.
-        return any(isinstance(obj, r.model) for r in self.related) and any(
-            attr.history.has_changes() for attr in state.attrs
-        )
+        return any(isinstance(obj, r.model) for r in self.related) and any_changed(state)
 
     def _after_flush_postexec(self, session: Session, flush_context: UOWTransaction) -> None:
         keys: set[ObjectKey] = session.info.pop(_STRICT, set())

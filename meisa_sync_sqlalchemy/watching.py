@@ -85,14 +85,17 @@ class WatchedModel:
 
     def changed(self, state: InstanceState[Any]) -> bool:
         """Whether a flushed persistent object changed an attribute the mapping reads."""
-        if self.watched is None:
-            return _any_change(state)
-        attrs = state.attrs
-        return any(attrs[name].history.has_changes() for name in self.watched)
+        # Every attribute set since the load has its original in committed_state: check those.
+        touched = state.committed_state.keys()
+        names = touched if self.watched is None else touched & self.watched
+        return any_changed(state, names)
 
 
-def _any_change(state: InstanceState[Any]) -> bool:
-    return any(attr.history.has_changes() for attr in state.attrs)
+def any_changed(state: InstanceState[Any], names: Iterable[str] | None = None) -> bool:
+    """Whether any of ``names`` (every attribute set since the load when None) really changed."""
+    attrs = state.attrs
+    keys = state.committed_state.keys() if names is None else names
+    return any(attrs[name].history.has_changes() for name in keys)
 
 
 @dataclass(frozen=True)

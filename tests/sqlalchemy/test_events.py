@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.orm import Session, scoped_session, selectinload, sessionmaker
 
 from meisa_sync.demo.mapping import UserMapping
 from meisa_sync.demo.models import Base, Subscription, User
@@ -468,17 +468,22 @@ async def test_async_session(make_sync: MakeSync, database_url: str, engine: Eng
             user.subscription = Subscription(plan="free")
             session.add(user)
             await session.commit()
+            user_id, email = user.id, user.email
             await session.run_sync(record_change, user, {"upgraded_at": "2026-11-26"})
-            await session.rollback()
-            user.subscription.plan = "pro"
+            await session.rollback()  # takes the extras' record with it
+            loaded = await session.get_one(
+                User, user_id, options=[selectinload(User.subscription)], populate_existing=True
+            )
+            assert loaded.subscription is not None
+            loaded.subscription.plan = "pro"
             await session.commit()
-            await session.delete(user)
+            await session.delete(loaded)
             await session.commit()
-        identifiers = {"email": user.email, "external_id": str(user.id)}
+        identifiers = {"email": email, "external_id": str(user_id)}
         assert records(engine) == [
-            upsert(user.id),
-            upsert(user.id),
-            ("users", str(user.id), "delete", identifiers, None, 0),
+            upsert(user_id),
+            upsert(user_id),
+            ("users", str(user_id), "delete", identifiers, None, 0),
         ]
     finally:
         await async_engine.dispose()
