@@ -2,7 +2,8 @@
 
 The public API: ``register`` (a mapping, or ``@register`` on its class), ``record_change`` (one
 object, with one-off extra fields), ``record_queryset`` (after ``QuerySet.update()``), and
-``DjangoStore`` / ``DjangoSource`` / ``sync_app()`` for running a worker by hand. See docs/django.md.
+``DjangoStore`` / ``DjangoSource`` / ``sync_app()`` for running a worker by hand.
+See docs/django.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The outbox in the Django admin: records by state, what was last sent, why a record died.
 
 Records are read-only (the worker owns them); two actions change their state: *retry* (pending and
-due now, attempts reset: what ``meisa-sync retry`` does) and *mark dead* (stop retrying; kept, listed,
+due now, attempts reset: what ``meisa-sync retry`` does) and *mark dead* (stop retrying; kept,
+listed,
 retryable). The last acknowledged payload of the record's object is shown on its page.
 """
 
@@ -56,10 +57,14 @@ class OutboxRecordAdmin(_ModelAdmin):
         "identifiers_json",
         "last_sent",
     )
-    readonly_fields = fields
+    readonly_fields = tuple(
+        name for entry in fields for name in (entry if isinstance(entry, tuple) else (entry,))
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxRecord]:
-        return super().get_queryset(request).using(sync_settings().database)
+        records: QuerySet[OutboxRecord] = super().get_queryset(request)
+        on_store_database: QuerySet[OutboxRecord] = records.using(sync_settings().database)
+        return on_store_database
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -5,7 +5,8 @@ is one transaction holding the batch's ``Priority.BACKFILL`` records and the mov
 cursor is the object-state row ``(model="meisa_sync:backfill:<label>", object_pk="cursor")`` whose
 ``payload`` is ``{"after": "<last pk recorded>", "done": false}``, as with the SQLAlchemy plugin,
 so an interrupted run resumes after its last committed batch and a finished one is not run again
-unless restarted. ``manage.py meisa_sync backfill`` drives it through the core's ``backfill`` command.
+unless restarted. ``manage.py meisa_sync backfill`` drives it through the core's ``backfill``
+command.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from meisa_sync_django.models import ObjectState, OutboxRecord
 from meisa_sync_django.outbox import db_now
 from meisa_sync_django.registry import MappedModel, registry
 
-__all__ = ["BackfillProgress", "BackfillResult", "DjangoBackfill", "cursor_model", "project_backfill"]
+__all__ = [
+    "BackfillProgress",
+    "BackfillResult",
+    "DjangoBackfill",
+    "cursor_model",
+    "project_backfill",
+]
 
 CURSOR_PK = "cursor"
 
@@ -136,9 +143,10 @@ class DjangoBackfill:
         )
 
     def _cursor_rows(self, label: str) -> models.QuerySet[ObjectState]:
-        return ObjectState.objects.using(self.using).filter(
+        rows: models.QuerySet[ObjectState] = ObjectState.objects.using(self.using).filter(
             model=cursor_model(label), object_pk=CURSOR_PK
         )
+        return rows
 
     def _read_cursor(self, label: str) -> dict[str, Any] | None:
         payload = self._cursor_rows(label).values_list("payload", flat=True).first()

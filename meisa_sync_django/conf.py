@@ -8,7 +8,7 @@
         "MAPPINGS": ["accounts.meisa.UserMapping"],   # optional: dotted paths; meisa.py modules are
         "AUTODISCOVER": True,                   #   discovered in every installed app anyway
         "STRICT": False,                        # build payloads at save time and raise (tests)
-        "DELETE_POLICY": "erase",               # "erase": deleting a user erases the contact; "ignore"
+        "DELETE_POLICY": "erase",               # or "ignore": keep the contact of a deleted user
         "DATABASE": "default",                  # the alias the drain worker's store uses
         "WORKER": {"BATCH_SIZE": 100, "CONCURRENCY": 8, "LEASE_SECONDS": 60, "PROCESSES": 1},
     }
@@ -115,9 +115,7 @@ def parse(raw: object) -> SyncSettings:
     if raw is None:
         return SyncSettings()
     if not isinstance(raw, Mapping):
-        raise ImproperlyConfigured(
-            f"settings.MEISA_SYNC must be a dict, not {type(raw).__name__}"
-        )
+        raise ImproperlyConfigured(f"settings.MEISA_SYNC must be a dict, not {type(raw).__name__}")
     unknown = sorted(set(raw) - _KNOWN_KEYS)
     if unknown:
         raise ImproperlyConfigured(

@@ -1,4 +1,6 @@
-"""How the core CLI reaches a Django project: ``meisa-sync drain --django-settings mysite.settings``.
+"""How the core CLI reaches a Django project.
+
+``meisa-sync drain --django-settings mysite.settings`` loads the entry point below.
 
 ``app_from_settings`` is the ``meisa_sync.connectors:django`` entry point; ``sync_app`` builds the
 ``SyncApp`` of the project already set up (``manage.py meisa_sync`` passes it as ``--app``).

@@ -5,7 +5,7 @@
     meisa_sync.MeisaSyncError
     ├── meisa_sync.ConfigurationError
     │   └── ImproperlyConfigured           also django.core.exceptions.ImproperlyConfigured:
-    │                                      a MEISA_SYNC setting, mapping or model is missing or wrong
+    │                                      a MEISA_SYNC setting, mapping or model is wrong
     └── meisa_sync.StrictModeError         strict mode refused a save (re-exported from the core)
 
 Everything the worker raises while talking to Meisa is the core's (``meisa_sync.exceptions``).
@@ -23,5 +23,5 @@ __all__ = ["ImproperlyConfigured", "StrictModeError"]
 class ImproperlyConfigured(ConfigurationError, django_exceptions.ImproperlyConfigured):
     """A ``MEISA_SYNC`` setting, a mapping registration or a mapped model is missing or wrong.
 
-    Catching either the core's ``ConfigurationError`` or Django's ``ImproperlyConfigured`` catches it.
+    Catching the core's ``ConfigurationError`` or Django's ``ImproperlyConfigured`` catches it.
     """

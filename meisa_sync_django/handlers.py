@@ -15,6 +15,7 @@ statements, each committed on its own; wrap saves in ``atomic`` to make them one
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import models
@@ -46,7 +47,7 @@ def connect() -> None:
     models would turn Django's fast deletes off project-wide.
     """
     disconnect()
-    receivers = {
+    receivers: dict[str, Callable[..., None]] = {
         "pre_save": _before_save,
         "post_save": _after_save,
         "pre_delete": _before_delete,
@@ -54,7 +55,9 @@ def connect() -> None:
     }
     for model in registry.senders():
         for name, signal in _SIGNALS.items():
-            signal.connect(receivers[name], sender=model, weak=False, dispatch_uid=_uid(name, model))
+            signal.connect(
+                receivers[name], sender=model, weak=False, dispatch_uid=_uid(name, model)
+            )
             _connected.append((name, model))
 
 

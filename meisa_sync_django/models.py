@@ -6,6 +6,8 @@ Same table names and columns as ``meisa_sync_sqlalchemy.tables``, so the core's
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import django
 from django.db import models
 
@@ -14,7 +16,7 @@ from meisa_sync.records import Operation, RecordState
 __all__ = ["HAS_COMPOSITE_PRIMARY_KEY", "ObjectState", "OutboxRecord"]
 
 # Django 5.2 added composite primary keys. On older versions the table still gets its composite
-# primary key (the initial migration writes that DDL), but the model has to name one column as its pk.
+# primary key (the initial migration writes that DDL), but the model names one column as its pk.
 HAS_COMPOSITE_PRIMARY_KEY = django.VERSION >= (5, 2)
 
 
@@ -27,9 +29,7 @@ class OutboxRecord(models.Model):
     id = models.BigAutoField(primary_key=True)
     model = models.CharField(max_length=100, help_text="Model label of the changed object.")
     object_pk = models.CharField("object primary key", max_length=64)
-    operation = models.CharField(
-        max_length=10, choices=[(op.value, op.value) for op in Operation]
-    )
+    operation = models.CharField(max_length=10, choices=[(op.value, op.value) for op in Operation])
     identifiers = models.JSONField(
         null=True, blank=True, help_text="The contact's identifiers, captured when it was deleted."
     )
@@ -47,10 +47,12 @@ class OutboxRecord(models.Model):
     )
     last_error = models.TextField(null=True, blank=True)
 
+    objects: ClassVar[models.Manager[OutboxRecord]] = models.Manager()
+
     class Meta:
         db_table = "meisa_sync_outbox"
         verbose_name = "outbox record"
-        indexes = [
+        indexes = [  # noqa: RUF012 (Django reads Meta attributes as plain values)
             # The claim walks this index in order: state = 'pending', then priority, then id.
             models.Index(fields=["state", "priority", "id"], name="meisa_sync_outbox_claim_idx"),
             models.Index(fields=["model", "object_pk"], name="meisa_sync_outbox_object_idx"),
@@ -63,8 +65,8 @@ class OutboxRecord(models.Model):
 class ObjectState(models.Model):
     """Per-object lease and the last payload Meisa acknowledged; primary key ``(model, object_pk)``.
 
-    The row is the object's lock: a claim locks it (``SELECT ... FOR UPDATE SKIP LOCKED``) and writes
-    the lease. Query it through querysets filtering on ``model`` and ``object_pk``.
+    The row is the object's lock: a claim locks it (``SELECT ... FOR UPDATE SKIP LOCKED``) and
+    writes the lease. Query it through querysets filtering on ``model`` and ``object_pk``.
     """
 
     if HAS_COMPOSITE_PRIMARY_KEY:
@@ -82,10 +84,10 @@ class ObjectState(models.Model):
     payload = models.TextField(
         null=True, blank=True, help_text="The last acknowledged payload, canonical JSON."
     )
-    remote_id = models.CharField(
-        "Meisa contact id", max_length=64, null=True, blank=True
-    )
+    remote_id = models.CharField("Meisa contact id", max_length=64, null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[models.Manager[ObjectState]] = models.Manager()
 
     class Meta:
         db_table = "meisa_sync_object_state"

@@ -1,9 +1,10 @@
 """The save side: writing change records in the caller's transaction.
 
 ``write_changes`` is the one small INSERT the signal handlers run on every watched save.
-``record_change`` (one object, optionally with one-off extra fields) and ``record_queryset`` (after a
-``QuerySet.update()``, which sends no signals) are the public helpers. All of them write on the
-database alias of the object or queryset, so the record commits or rolls back with the change.
+``record_change`` (one object, optionally with one-off extra fields) and ``record_queryset``
+(after a ``QuerySet.update()``, which sends no signals) are the public helpers. All of them write
+on the database alias of the object or queryset, so the record commits or rolls back with the
+change.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def record_change(
 
     Call it inside the transaction that changes ``obj``: the record commits with it. ``obj`` is an
     instance of a mapped model, or of a watched related model (then its contact is recorded).
-    ``extras`` (``{"churn_reason": "too_expensive"}``) are serialised now, so a bad value fails here,
-    naming the field; the worker merges them over the mapping's custom fields, later calls winning.
+    ``extras`` (``{"churn_reason": "too_expensive"}``) are serialised now, so a bad value fails
+    here, naming the field; the worker merges them over the mapping's custom fields, later calls
+    winning.
     Returns the ids of the records written.
     """
     mapped, related = registry.for_sender(type(obj))
@@ -117,16 +119,16 @@ def record_change(
             "whose model (or related) is it"
         )
     if obj.pk is None:
-        raise ValueError(f"cannot record a change of an unsaved {type(obj).__name__}; save it first")
+        raise ValueError(
+            f"cannot record a change of an unsaved {type(obj).__name__}; save it first"
+        )
     serialised = _serialise_extras(extras)
     alias = using or obj._state.db or router.db_for_write(type(obj), instance=obj)
     changes = [NewChange(key, extras=serialised, priority=priority) for key in keys]
     return write_changes(alias, changes)
 
 
-def record_queryset(
-    queryset: models.QuerySet[Any], *, priority: int = Priority.LIVE
-) -> int:
+def record_queryset(queryset: models.QuerySet[Any], *, priority: int = Priority.LIVE) -> int:
     """Record a change for every object of ``queryset``; return how many records were written.
 
     ``QuerySet.update()`` sends no signals, so follow it with this in the same transaction::
@@ -214,7 +216,9 @@ def _json(connection: BaseDatabaseWrapper, value: Mapping[str, Any] | None) -> o
         return None
     from meisa_sync_django.models import OutboxRecord
 
-    return OutboxRecord._meta.get_field("extras").get_db_prep_save(dict(value), connection)
+    field = OutboxRecord._meta.get_field("extras")
+    assert isinstance(field, models.JSONField)
+    return field.get_db_prep_save(dict(value), connection)
 
 
 def _build_insert_sql(connection: BaseDatabaseWrapper) -> str:

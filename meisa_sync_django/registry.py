@@ -47,18 +47,20 @@ class RelatedModel:
     target: MappedModel
     path: tuple[str, ...]
     fk_attname: str | None
-    """For a one-step foreign key path, the column holding the target's pk (read without a query)."""
+    """For a one-step foreign key path, the column holding the target's pk (no query needed)."""
 
     def target_pk(self, instance: models.Model) -> object | None:
         """The primary key of the mapped object ``instance`` belongs to, or None."""
         if self.fk_attname is not None:
-            return getattr(instance, self.fk_attname)
+            pk: object | None = getattr(instance, self.fk_attname)
+            return pk
         current: Any = instance
         for step in self.path:
             current = getattr(current, step, None)
             if current is None:
                 return None
-        return current.pk
+        target_pk: object | None = current.pk
+        return target_pk
 
 
 class MappingRegistry:
@@ -136,9 +138,7 @@ class MappingRegistry:
         known = ", ".join(mapped.label for mapped in self.mapped_models()) or "none"
         raise ImproperlyConfigured(f"no mapping is registered for {label!r} (registered: {known})")
 
-    def for_sender(
-        self, sender: type[Any]
-    ) -> tuple[MappedModel | None, tuple[RelatedModel, ...]]:
+    def for_sender(self, sender: type[Any]) -> tuple[MappedModel | None, tuple[RelatedModel, ...]]:
         """What a save of ``sender`` means: the mapped model it is, the contacts it belongs to."""
         found = self._by_sender.get(sender)
         if found is None:
@@ -149,11 +149,7 @@ class MappingRegistry:
     def senders(self) -> list[type[models.Model]]:
         """The model classes whose signals matter: mapped and related models with their proxies."""
         concrete = set(self._resolved()) | set(self._related)
-        return [
-            model
-            for model in apps.get_models()
-            if model._meta.concrete_model in concrete
-        ]
+        return [model for model in apps.get_models() if model._meta.concrete_model in concrete]
 
     def __iter__(self) -> Iterator[ContactMapping]:
         return iter(list(self._mappings))
@@ -201,9 +197,8 @@ class MappingRegistry:
                 resolved[entry.model] = entry
                 for related_model, path in (getattr(type(mapping), "related", None) or {}).items():
                     model = resolve_model(related_model, f"{type(mapping).__qualname__}.related")
-                    related.setdefault(model._meta.concrete_model, []).append(
-                        _related_model(entry, model, path)
-                    )
+                    concrete = model._meta.concrete_model or model
+                    related.setdefault(concrete, []).append(_related_model(entry, model, path))
             self._related = {model: tuple(entries) for model, entries in related.items()}
             self._mapped = resolved
             return resolved
@@ -287,10 +282,10 @@ registry = MappingRegistry(connect_handlers=True)
 def register(mapping: MappingT) -> MappingT:
     """Register a ``ContactMapping`` class or instance; usable as a class decorator::
 
-        @meisa_sync_django.register
-        class UserMapping(ContactMapping):
-            model = User
-            ...
+    @meisa_sync_django.register
+    class UserMapping(ContactMapping):
+        model = User
+        ...
     """
     registry.register(mapping)
     return mapping

@@ -22,8 +22,8 @@ class DjangoSource:
     The mapping's related paths are joined in with ``select_related`` when every step is a
     single-valued relation (a foreign key, a one-to-one either way), and fetched with
     ``prefetch_related`` otherwise, so a batch costs one query plus one per multi-valued path.
-    The default manager is bypassed (``_base_manager``): a manager hiding inactive users must not make
-    their contacts look deleted.
+    The default manager is bypassed (``_base_manager``): a manager hiding inactive users must not
+    make their contacts look deleted.
     """
 
     def __init__(self, using: str = "default") -> None:

@@ -153,7 +153,9 @@ class DjangoStore(OutboxStore):
             )
             self._release(worker_id, [key])
 
-    def dead(self, worker_id: str, key: ObjectKey, record_ids: Sequence[int], *, error: str) -> None:
+    def dead(
+        self, worker_id: str, key: ObjectKey, record_ids: Sequence[int], *, error: str
+    ) -> None:
         # available_at of a dead record is when it died: purge --older-than measures from it.
         with self._atomic():
             self._records(key, record_ids).update(
@@ -173,9 +175,10 @@ class DjangoStore(OutboxStore):
         if record_ids is not None:
             dead = dead.filter(id__in=list(record_ids))
         with self._atomic():
-            return dead.update(
+            count: int = dead.update(
                 state=_PENDING, available_at=self._db_time(self._clock()), attempts=0
             )
+        return count
 
     def stats(self, *, last_errors: int = 5) -> OutboxStats:
         now = self._clock()
@@ -200,9 +203,7 @@ class DjangoStore(OutboxStore):
             in_flight=in_flight,
             dead=counts.get(_DEAD, 0),
             oldest_pending_age=(
-                None
-                if oldest_at is None
-                else max(now - _from_db_time(oldest_at), dt.timedelta(0))
+                None if oldest_at is None else max(now - _from_db_time(oldest_at), dt.timedelta(0))
             ),
             last_errors=tuple(self.list_dead(limit=last_errors)),
         )
@@ -224,7 +225,7 @@ class DjangoStore(OutboxStore):
         if older_than is not None:
             doomed = doomed.filter(available_at__lte=self._db_time(self._clock() - older_than))
         with self._atomic():
-            deleted, _ = doomed.delete()
+            deleted: int = doomed.delete()[0]
         return deleted
 
     # -- internals -----------------------------------------------------------------------------
@@ -324,7 +325,9 @@ class DjangoStore(OutboxStore):
         # locked" when another one got the write lock in between; writing first makes claims queue
         # on the busy timeout instead, the same as BEGIN IMMEDIATE.
         with connection.cursor() as cursor:
-            cursor.execute("UPDATE meisa_sync_object_state SET lease_owner = lease_owner WHERE 1 = 0")
+            cursor.execute(
+                "UPDATE meisa_sync_object_state SET lease_owner = lease_owner WHERE 1 = 0"
+            )
 
     def _release(self, worker_id: str, keys: Iterable[ObjectKey]) -> None:
         # A worker whose lease was taken over must not free the new holder's lease.
@@ -333,13 +336,20 @@ class DjangoStore(OutboxStore):
         )
 
     def _objects(self) -> models.QuerySet[OutboxRecord]:
-        return OutboxRecord.objects.using(self.using)
+        records: models.QuerySet[OutboxRecord] = OutboxRecord.objects.using(self.using)
+        return records
 
     def _records(self, key: ObjectKey, record_ids: Sequence[int]) -> models.QuerySet[OutboxRecord]:
-        return self._objects().filter(id__in=list(record_ids), model=key.model, object_pk=key.pk)
+        records: models.QuerySet[OutboxRecord] = self._objects().filter(
+            id__in=list(record_ids), model=key.model, object_pk=key.pk
+        )
+        return records
 
     def _states(self, keys: Iterable[ObjectKey]) -> models.QuerySet[ObjectState]:
-        return ObjectState.objects.using(self.using).filter(_keys_q(keys))
+        states: models.QuerySet[ObjectState] = ObjectState.objects.using(self.using).filter(
+            _keys_q(keys)
+        )
+        return states
 
     def _atomic(self) -> transaction.Atomic:
         self._track_thread_connection()

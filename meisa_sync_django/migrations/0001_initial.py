@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import django
 from django.db import migrations, models
@@ -40,9 +40,7 @@ def _create_state_table(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor
         null = "NULL" if field.null else "NOT NULL"
         columns.append(f"{quote(name)} {field.db_type(connection)} {null}")
     columns.append(f"PRIMARY KEY ({quote('model')}, {quote('object_pk')})")
-    schema_editor.execute(
-        f"CREATE TABLE {quote('meisa_sync_object_state')} ({', '.join(columns)})"
-    )
+    schema_editor.execute(f"CREATE TABLE {quote('meisa_sync_object_state')} ({', '.join(columns)})")
 
 
 def _drop_state_table(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
@@ -85,16 +83,18 @@ def _object_state_operations() -> list[migrations.operations.base.Operation]:
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies: list[tuple[str, str]] = []
+    dependencies: ClassVar[list[tuple[str, str]]] = []
 
-    operations = [
+    operations: ClassVar[list[migrations.operations.base.Operation]] = [
         migrations.CreateModel(
             name="OutboxRecord",
             fields=[
                 ("id", models.BigAutoField(primary_key=True, serialize=False)),
                 (
                     "model",
-                    models.CharField(help_text="Model label of the changed object.", max_length=100),
+                    models.CharField(
+                        help_text="Model label of the changed object.", max_length=100
+                    ),
                 ),
                 ("object_pk", models.CharField(max_length=64, verbose_name="object primary key")),
                 (

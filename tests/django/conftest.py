@@ -1,8 +1,8 @@
 """pytest-django for the tests under ``tests/django`` only.
 
 Importing this conftest points Django at the test project and sets it up; the rest of the suite
-never imports it unless tests under ``tests/django`` are collected, and non-Django tests run the same
-either way (pytest-django blocks only Django's own database connections).
+never imports it unless tests under ``tests/django`` are collected, and non-Django tests run the
+same either way (pytest-django blocks only Django's own database connections).
 
 ``alias`` parametrizes a test over every configured database: SQLite always, PostgreSQL and MariaDB
 when ``MEISA_TEST_POSTGRES_URL`` / ``MEISA_TEST_MYSQL_URL`` are set (required under ``CI=true``).

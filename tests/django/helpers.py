@@ -27,6 +27,6 @@ def make_user(alias: str, name: str = "ada", **fields: Any) -> User:
     """A saved user (which records one change); the outbox is emptied afterwards."""
     fields.setdefault("email", f"{name}@example.com")
     fields.setdefault("first_name", name.title())
-    user = User.objects.db_manager(alias).create_user(username=name, **fields)
+    user: User = User.objects.db_manager(alias).create_user(username=name, **fields)
     OutboxRecord.objects.using(alias).all().delete()
     return user

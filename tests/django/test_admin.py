@@ -53,7 +53,7 @@ def _minute() -> Any:
 def test_the_changelist_filters_by_state(
     admin_client: Client, dead_and_sent: tuple[OutboxRecord, OutboxRecord]
 ) -> None:
-    dead, pending = dead_and_sent
+    dead, _ = dead_and_sent
     response = admin_client.get(reverse(CHANGELIST), {"state__exact": "dead"})
     assert response.status_code == 200
     shown = [record.pk for record in response.context["cl"].result_list]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from django.core import checks as django_checks
@@ -50,7 +50,7 @@ class _MissingModelMapping(ContactMapping):
 
 class _MissingRelatedMapping(ContactMapping):
     model = User
-    related = {"billing.Invoice": "user"}
+    related: ClassVar[dict[Any, str]] = {"billing.Invoice": "user"}
     email = Field("email")
 
 
@@ -108,7 +108,7 @@ def test_the_accessor_follows_overridden_settings(settings: Any) -> None:
         ({"BASE_URL": "api.meisa.io"}, 'MEISA_SYNC["BASE_URL"] must be an http(s) URL'),
         ({"MAPPINGS": "a.b.C"}, 'MEISA_SYNC["MAPPINGS"] must be a list of dotted paths'),
         ({"DELETE_POLICY": "shred"}, 'MEISA_SYNC["DELETE_POLICY"] must be "erase" or "ignore"'),
-        ({"DATABASE": "replica"}, 'MEISA_SYNC["DATABASE"] is \'replica\', which is not in'),
+        ({"DATABASE": "replica"}, "MEISA_SYNC[\"DATABASE\"] is 'replica', which is not in"),
         ({"STRICT": "yes"}, 'MEISA_SYNC["STRICT"] must be True or False'),
         ({"WORKER": {"CONCURENCY": 2}}, "unknown key(s) 'CONCURENCY'"),
         ({"WORKER": {"BATCH_SIZE": 0}}, 'MEISA_SYNC["WORKER"]["BATCH_SIZE"] must be a positive'),

@@ -103,9 +103,7 @@ def test_deleting_a_user_records_an_erasure_with_its_identifiers(alias: str) -> 
     assert record.identifiers == {"email": "ada@example.com", "external_id": str(pk)}
 
 
-def test_deleting_a_user_under_the_ignore_policy_records_nothing(
-    alias: str, settings: Any
-) -> None:
+def test_deleting_a_user_under_the_ignore_policy_records_nothing(alias: str, settings: Any) -> None:
     settings.MEISA_SYNC = {**settings.MEISA_SYNC, "DELETE_POLICY": "ignore"}
     user = make_user(alias)
     user.delete()
@@ -175,7 +173,7 @@ def test_record_change_of_a_related_object_records_its_user(alias: str) -> None:
 
 def test_record_change_of_an_unwatched_model_says_what_to_do(alias: str) -> None:
     team = Team.objects.using(alias).create(name="analysts")
-    with pytest.raises(ImproperlyConfigured, match="testapp.Team is neither mapped nor watched"):
+    with pytest.raises(ImproperlyConfigured, match=r"testapp\.Team is neither mapped nor watched"):
         record_change(team)
 
 
@@ -186,9 +184,7 @@ def test_queryset_update_records_nothing_until_record_queryset(alias: str) -> No
         trial.update(last_name="Trial")
         assert records(alias) == []
         assert record_queryset(trial) == 2
-    assert sorted(records(alias)) == sorted(
-        (USER, str(user.pk), "upsert") for user in users[:2]
-    )
+    assert sorted(records(alias)) == sorted((USER, str(user.pk), "upsert") for user in users[:2])
 
 
 def test_record_queryset_of_a_related_model_records_the_users(alias: str) -> None:
@@ -199,7 +195,9 @@ def test_record_queryset_of_a_related_model_records_the_users(alias: str) -> Non
     subscriptions = Subscription.objects.using(alias).all()
     subscriptions.update(plan="pro")
     assert record_queryset(subscriptions, priority=100) == 2
-    assert sorted(records(alias)) == sorted([(USER, str(ada.pk), "upsert"), (USER, str(bob.pk), "upsert")])
+    assert sorted(records(alias)) == sorted(
+        [(USER, str(ada.pk), "upsert"), (USER, str(bob.pk), "upsert")]
+    )
     assert {record.priority for record in outbox(alias)} == {100}
 
 

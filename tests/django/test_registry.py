@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import pytest
 
 from meisa_sync.mapping import ContactMapping, Field
@@ -31,7 +33,7 @@ def test_registering_something_else_is_refused() -> None:
 
 
 def test_a_settings_entry_that_does_not_import_names_itself() -> None:
-    with pytest.raises(ImproperlyConfigured, match="'nowhere.Mapping', which cannot be imported"):
+    with pytest.raises(ImproperlyConfigured, match=r"'nowhere\.Mapping', which cannot be imported"):
         MappingRegistry().load_settings_mappings(("nowhere.Mapping",))
 
 
@@ -43,7 +45,7 @@ def test_two_mappings_of_one_model_are_refused() -> None:
     local = MappingRegistry()
     local.register(UserMapping)
     local.register(OtherUserMapping)
-    with pytest.raises(ImproperlyConfigured, match="testapp.User is mapped twice"):
+    with pytest.raises(ImproperlyConfigured, match=r"testapp\.User is mapped twice"):
         local.mapped_models()
 
 
@@ -61,7 +63,7 @@ def test_a_string_model_reference_resolves() -> None:
 def test_a_related_path_must_be_a_relation() -> None:
     class BadRelated(ContactMapping):
         model = User
-        related = {Team: "name"}
+        related: ClassVar[dict[Any, str]] = {Team: "name"}
         email = Field("email")
 
     local = MappingRegistry()

@@ -9,7 +9,7 @@ command line. Every other option is the core command's: ``manage.py meisa_sync d
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -21,9 +21,11 @@ SUBCOMMANDS = ("drain", "status", "retry", "purge", "backfill")
 
 
 class Command(BaseCommand):
-    help = "Drain the outbox to Meisa, show its status, retry or purge dead records, backfill users."
+    help = (
+        "Drain the outbox to Meisa, show its status, retry or purge dead records, backfill users."
+    )
     # The drain worker runs for days; checks ran when the project started it.
-    requires_system_checks: list[str] = []
+    requires_system_checks: ClassVar[list[str]] = []  # type: ignore[misc]
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("subcommand", choices=SUBCOMMANDS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
 
@@ -14,7 +14,7 @@ from tests.django.testapp.models import Subscription
 @register
 class UserMapping(ContactMapping):
     model = get_user_model()
-    related = {Subscription: "user"}
+    related: ClassVar[dict[Any, str]] = {Subscription: "user"}
 
     email = Field("email")
     external_id = Field("id")

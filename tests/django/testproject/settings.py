@@ -1,12 +1,13 @@
 """Settings of the small Django project the Django app's tests run in.
 
-SQLite is the ``default`` database; PostgreSQL (``postgres``) and MariaDB/MySQL (``mysql``) are added
-when ``MEISA_TEST_POSTGRES_URL`` / ``MEISA_TEST_MYSQL_URL`` are set, so one pytest run covers all
-three through Django's multi-database support.
+SQLite is the ``default`` database; PostgreSQL (``postgres``) and MariaDB/MySQL (``mysql``) are
+added when ``MEISA_TEST_POSTGRES_URL`` / ``MEISA_TEST_MYSQL_URL`` are set, so one pytest run
+covers all three through Django's multi-database support.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -79,9 +80,7 @@ def _server_database(url: str) -> dict[str, Any]:
         engine = "django.db.backends.postgresql"
     elif scheme in {"mysql", "mariadb"}:
         # Django's MySQL backend expects mysqlclient; PyMySQL stands in for it.
-        import pymysql
-
-        pymysql.install_as_MySQLdb()
+        importlib.import_module("pymysql").install_as_MySQLdb()
         engine = "django.db.backends.mysql"
     else:
         raise ValueError(f"unsupported test database URL {url!r}")
@@ -95,6 +94,9 @@ def _server_database(url: str) -> dict[str, Any]:
     }
 
 
-for _alias, _variable in (("postgres", "MEISA_TEST_POSTGRES_URL"), ("mysql", "MEISA_TEST_MYSQL_URL")):
+for _alias, _variable in (
+    ("postgres", "MEISA_TEST_POSTGRES_URL"),
+    ("mysql", "MEISA_TEST_MYSQL_URL"),
+):
     if os.environ.get(_variable):
         DATABASES[_alias] = _server_database(os.environ[_variable])
