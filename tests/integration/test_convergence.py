@@ -14,6 +14,7 @@ the user row and ``mrr`` a version of the subscription row, and both only grow p
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -37,7 +38,11 @@ from tests.integration.processes import ServerProcess, WorkerProcess
 pytestmark = pytest.mark.slow
 
 PLANS = ("free", "pro", "churned", "free", "pro")
-CHANGE_SECONDS = 8.0
+# Transactions per writer, per user: with up to 4 users a transaction, each user's row and its
+# subscription row change about 1.8 times each, and the hot users dozens of times.
+TRANSACTIONS_PER_USER = 0.5
+# Spread over about this long, so that workers send intermediate states while changes go on.
+WRITE_SECONDS = 8.0
 DRAIN_TIMEOUT = 60.0
 
 
@@ -63,6 +68,7 @@ class Counters:
     committed: int = 0
     conflicts: int = 0
     deleted: set[int] = field(default_factory=set)
+    writers_done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -80,9 +86,9 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def transaction(
-    sessions: sessionmaker[Session], counters: Counters, work: Callable[[Session], bool]
+    sessions: sessionmaker[Session], counters: Counters, work: Callable[[Session], int]
 ) -> None:
-    """Run ``work`` in its own transaction, retrying lock conflicts; count what committed."""
+    """Run ``work`` in its own transaction, retrying lock conflicts; count the changes committed."""
     for _ in range(20):
         try:
             with sessions.begin() as session:
@@ -92,101 +98,108 @@ def transaction(
                 counters.conflicts += 1
             time.sleep(random.uniform(0.005, 0.05))
             continue
-        if changed:
-            with counters.lock:
-                counters.committed += 1
+        with counters.lock:
+            counters.committed += changed
         return
     raise AssertionError("a writer transaction kept failing")
 
 
-def create_users(sessions: sessionmaker[Session], ids: range) -> None:
-    with sessions.begin() as session:
-        for user_id in ids:
-            session.add(
-                User(
-                    id=user_id,
-                    email=f"user{user_id}@example.com",
-                    first_name=f"User{user_id}",
-                    last_name="v0",
-                    subscription=Subscription(plan="free", mrr=Decimal(0)),
-                )
-            )
+def new_user(user_id: int) -> User:
+    return User(
+        id=user_id,
+        email=f"user{user_id}@example.com",
+        first_name=f"User{user_id}",
+        last_name="v0",
+        subscription=Subscription(plan="free", mrr=Decimal(0)),
+    )
 
 
 def writers(
     sessions: sessionmaker[Session], counters: Counters, ids: list[int], seed: int
 ) -> list[threading.Thread]:
-    """Three writers: profiles (user rows), billing (subscription rows), lifecycle."""
-    stop_at = time.monotonic() + CHANGE_SECONDS
-    # Most changes hit a small hot set, so the user and subscription writers often race on the
-    # same user in concurrent transactions.
+    """Three writers: profiles (user rows), billing (subscription rows), lifecycle (creates
+    and deletes users until the other two are done)."""
+    transactions = int(len(ids) * TRANSACTIONS_PER_USER)
+    spacing = WRITE_SECONDS / transactions
+    done = threading.Barrier(2, action=lambda: counters.writers_done.set())
+    # Half the changes hit a small hot set, so the user and subscription writers often race on
+    # the same user in concurrent transactions.
     hot = ids[: max(10, len(ids) // 10)]
 
-    def pick(rng: random.Random) -> int:
-        return rng.choice(hot) if rng.random() < 0.5 else rng.choice(ids)
+    def pick(rng: random.Random) -> list[int]:
+        chosen = {rng.choice(hot) if rng.random() < 0.5 else rng.choice(ids) for _ in range(4)}
+        return sorted(chosen)
+
+    def next_version(versions: dict[int, int], user_id: int) -> int:
+        with counters.lock:
+            versions[user_id] += 1
+            return versions[user_id]
 
     def profiles() -> None:
         rng = random.Random(seed)
-        while time.monotonic() < stop_at:
-            user_id = pick(rng)
 
-            def rename(session: Session, user_id: int = user_id) -> bool:
-                user = session.get(User, user_id, with_for_update=True)
-                if user is None:
-                    return False
-                with counters.lock:
-                    counters.profile[user_id] += 1
-                    version = counters.profile[user_id]
+        def rename(session: Session, chosen: list[int]) -> int:
+            users = session.scalars(
+                select(User).where(User.id.in_(chosen)).order_by(User.id).with_for_update()
+            ).all()
+            for user in users:
+                version = next_version(counters.profile, user.id)
                 user.last_name = f"v{version}"
                 if rng.random() < 0.2:
-                    user.first_name = f"User{user_id}-{version}"
-                return True
+                    user.first_name = f"User{user.id}-{version}"
+            return len(users)
 
-            transaction(sessions, counters, rename)
-            time.sleep(rng.uniform(0, 0.01))
+        for _ in range(transactions):
+            chosen = pick(rng)
+            transaction(sessions, counters, functools.partial(rename, chosen=chosen))
+            time.sleep(rng.uniform(0, 2 * spacing))
+        done.wait()
 
     def billing() -> None:
         rng = random.Random(seed + 1)
-        while time.monotonic() < stop_at:
-            user_id = pick(rng)
 
-            def change_plan(session: Session, user_id: int = user_id) -> bool:
-                subscription = session.scalars(
-                    select(Subscription).where(Subscription.user_id == user_id).with_for_update()
-                ).one_or_none()
-                if subscription is None:
-                    return False
-                with counters.lock:
-                    counters.billing[user_id] += 1
-                    version = counters.billing[user_id]
+        def change_plans(session: Session, chosen: list[int]) -> int:
+            subscriptions = session.scalars(
+                select(Subscription)
+                .where(Subscription.user_id.in_(chosen))
+                .order_by(Subscription.user_id)
+                .with_for_update()
+            ).all()
+            for subscription in subscriptions:
+                version = next_version(counters.billing, subscription.user_id)
                 subscription.plan = PLANS[version % len(PLANS)]
                 subscription.mrr = Decimal(version)
                 subscription.billing_cycle = rng.choice(("monthly", "yearly", None))
-                return True
+            return len(subscriptions)
 
-            transaction(sessions, counters, change_plan)
-            time.sleep(rng.uniform(0, 0.01))
+        for _ in range(transactions):
+            chosen = pick(rng)
+            transaction(sessions, counters, functools.partial(change_plans, chosen=chosen))
+            time.sleep(rng.uniform(0, 2 * spacing))
+        done.wait()
 
     def lifecycle() -> None:
         rng = random.Random(seed + 2)
         next_id = max(ids) + 1
-        while time.monotonic() < stop_at:
-            time.sleep(rng.uniform(0.1, 0.3))
-            create_users(sessions, range(next_id, next_id + 1))
+
+        def create(session: Session, user_id: int) -> int:
+            session.add(new_user(user_id))
+            return 1
+
+        def delete(session: Session, victim: int) -> int:
+            user = session.get(User, victim)
+            if user is None:
+                return 0
+            session.delete(user)
+            return 1
+
+        while not counters.writers_done.wait(rng.uniform(0.1, 0.3)):
+            transaction(sessions, counters, functools.partial(create, user_id=next_id))
             next_id += 1
             victim = rng.choice(ids)
-            if victim in counters.deleted or victim in hot:
-                continue
-
-            def delete(session: Session, victim: int = victim) -> bool:
-                user = session.get(User, victim)
-                if user is None:
-                    return False
-                session.delete(user)
-                return True
-
-            transaction(sessions, counters, delete)
-            counters.deleted.add(victim)
+            if victim not in counters.deleted and victim not in hot:
+                transaction(sessions, counters, functools.partial(delete, victim=victim))
+                counters.deleted.add(victim)
 
     return [threading.Thread(target=target) for target in (profiles, billing, lifecycle)]
 
@@ -253,7 +266,8 @@ def test_workers_converge_under_chaos_and_kills(
     try:
         Base.metadata.create_all(engine)
         ids = list(range(1, scenario.users + 1))
-        create_users(sessions, range(1, scenario.users + 1))
+        with sessions.begin() as session:
+            session.add_all(new_user(user_id) for user_id in ids)
         server.chaos(error_rate=0.2, statuses=[500, 502, 503], drop_rate=0.05)
 
         def start_worker() -> WorkerProcess:
@@ -267,8 +281,12 @@ def test_workers_converge_under_chaos_and_kills(
         for thread in threads:
             thread.start()
         # Kill two workers mid-run, without any chance to clean up; replacements join.
-        for delay in (CHANGE_SECONDS / 3, CHANGE_SECONDS / 3):
-            time.sleep(delay)
+        expected_changes = 2 * 3.5 * int(len(ids) * TRANSACTIONS_PER_USER)
+        for share in (1 / 4, 1 / 2):
+            while (
+                counters.committed < share * expected_changes and not counters.writers_done.is_set()
+            ):
+                time.sleep(0.05)
             victim = next(worker for worker in workers if worker.alive())
             victim.kill()
             start_worker()
@@ -295,7 +313,8 @@ def test_workers_converge_under_chaos_and_kills(
             }
             for contact in server.contacts()
         }
-        assert counters.committed > scenario.users
+        # A few hundred users, each changed several times on average.
+        assert counters.committed >= 3 * scenario.users
         assert counters.deleted, "the lifecycle writer deleted no one"
         assert not {str(user_id) for user_id in counters.deleted} & set(stored)
         assert sorted(stored) == sorted(expected)
@@ -303,7 +322,17 @@ def test_workers_converge_under_chaos_and_kills(
             key: (stored[key], expected[key]) for key in expected if stored[key] != expected[key]
         }
         assert not mismatched, list(mismatched.items())[:5]
-        assert check_versions_only_grow(server.requests()) >= len(expected)
+        log = server.requests()
+        checked = check_versions_only_grow(log)
+        assert checked >= len(expected)
+        outcomes: dict[int | None, int] = defaultdict(int)
+        for entry in log:
+            outcomes[entry["status"]] += 1
+        print(
+            f"\n{database_backend}: {counters.committed} committed changes "
+            f"({counters.conflicts} conflicts retried), {len(counters.deleted)} deleted, "
+            f"{len(expected)} contacts; {checked} upserts checked; statuses {dict(outcomes)}"
+        )
     finally:
         for worker in workers:
             if worker.alive():
