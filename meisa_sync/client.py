@@ -20,15 +20,8 @@ from typing import Any
 
 import httpx
 
-from meisa_sync._http import (
-    DEFAULT_BASE_URL,
-    DEFAULT_TIMEOUT,
-    Call,
-    MeisaResponse,
-    Settings,
-    read_response,
-    transport_error,
-)
+from meisa_sync._request import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Call, Settings
+from meisa_sync._response import MeisaResponse, read_response, transport_error
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncMeisaClient", "MeisaClient", "MeisaResponse"]
 

@@ -1,6 +1,7 @@
-"""What the sync and async clients share: settings, request building, and reading responses.
+"""Building requests to Meisa: settings (API key, base URL), request bodies and headers.
 
-Nothing here does I/O, so ``MeisaClient`` and ``AsyncMeisaClient`` differ only in how they send.
+Shared by ``MeisaClient`` and ``AsyncMeisaClient``; nothing here does I/O. Bad input is refused
+here, before anything is sent, with an error naming the field.
 """
 
 from __future__ import annotations
@@ -16,32 +17,15 @@ from urllib.parse import quote
 
 import httpx
 
-from meisa_sync.exceptions import (
-    AuthenticationFailed,
-    BadRequest,
-    ConfigurationError,
-    Conflict,
-    MeisaAPIError,
-    NotFound,
-    PayloadError,
-    PayloadTooLarge,
-    PermissionDenied,
-    RateLimited,
-    ServerError,
-    TransportError,
-)
-from meisa_sync.ratelimit import RateLimitInfo
+from meisa_sync.exceptions import ConfigurationError, PayloadError
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
+    "USER_AGENT",
     "Call",
-    "MeisaResponse",
     "Settings",
-    "api_error",
-    "read_response",
     "redact_key",
-    "transport_error",
 ]
 
 DEFAULT_BASE_URL = "https://api.meisa.io/api/v1"
@@ -52,23 +36,6 @@ MAX_IDEMPOTENCY_KEY = 255
 
 _KEY_PREFIX = re.compile(r"^(meisa_(?:live|test)_)(.*)$")
 _IDENTIFIERS = frozenset({"email", "external_id"})
-_ERROR_CLASSES: dict[int, type[MeisaAPIError]] = {
-    400: BadRequest,
-    401: AuthenticationFailed,
-    403: PermissionDenied,
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-}
-_DEFAULT_CODES = {413: "payload_too_large", 429: "rate_limited", 500: "internal_error"}
-_RATE_LIMIT_HEADERS = (
-    "retry-after",
-    "x-ratelimit-limit",
-    "x-ratelimit-remaining",
-    "x-ratelimit-reset",
-    "ratelimit-policy",
-)
-_MAX_MESSAGE = 500
 
 
 def _library_version() -> str:
@@ -184,114 +151,6 @@ class Call:
     def delete(cls, identifiers: Mapping[str, Any], idempotency_key: str | None) -> Call:
         body = _checked_identifiers(identifiers)
         return cls("contacts/delete/", _encode(body), _checked_key(idempotency_key))
-
-
-@dataclass(frozen=True)
-class MeisaResponse:
-    """A successful (2xx) answer: the parsed JSON body and the key's rate-limit state."""
-
-    status_code: int
-    data: Any
-    rate_limit: RateLimitInfo = field(default_factory=RateLimitInfo)
-
-    @property
-    def created(self) -> bool:
-        """Whether the call created something (201): a new contact or enrollment."""
-        return self.status_code == 201
-
-    @property
-    def contact_id(self) -> str | None:
-        """The Meisa contact id of an upsert or delete answer, when the body has one."""
-        if isinstance(self.data, Mapping):
-            value = self.data.get("id")
-            return value if isinstance(value, str) else None
-        return None
-
-
-def read_response(response: httpx.Response, settings: Settings) -> MeisaResponse:
-    """The ``MeisaResponse`` of a 2xx, or the typed ``MeisaAPIError`` for anything else."""
-    if not 200 <= response.status_code < 300:
-        raise api_error(response, settings)
-    rate_limit = RateLimitInfo.from_headers(response.headers)
-    if not response.content:
-        return MeisaResponse(response.status_code, None, rate_limit)
-    try:
-        data = json.loads(response.content)
-    except ValueError as exc:
-        # A 2xx we cannot read may be a truncated body from a proxy: the change may or may not have
-        # been applied, which is exactly the situation of a broken connection.
-        raise TransportError(
-            f"{response.request.method} {settings.redact(str(response.request.url))}: "
-            f"{response.status_code} answer is not JSON ({exc})"
-        ) from None
-    return MeisaResponse(response.status_code, data, rate_limit)
-
-
-def api_error(response: httpx.Response, settings: Settings) -> MeisaAPIError:
-    """The exception for an error answer; tolerates bodies that are not §1's error shape."""
-    status = response.status_code
-    code, message, details = _error_body(response)
-    code = code or _DEFAULT_CODES.get(status) or f"http_{status}"
-    message = settings.redact(message or response.reason_phrase or "no message")[:_MAX_MESSAGE]
-    details = [
-        {
-            key: settings.redact(value) if isinstance(value, str) else value
-            for key, value in d.items()
-        }
-        for d in details
-    ]
-    headers = {
-        name: response.headers[name] for name in _RATE_LIMIT_HEADERS if name in response.headers
-    }
-    if status == 429:
-        info = RateLimitInfo.from_headers(response.headers)
-        retry_after = info.retry_after if info.retry_after is not None else info.reset
-        return RateLimited(
-            status,
-            code,
-            message,
-            retry_after=max(1.0, retry_after or 0.0),
-            details=details,
-            headers=headers,
-        )
-    cls = ServerError if status >= 500 else _ERROR_CLASSES.get(status, MeisaAPIError)
-    return cls(status, code, message, details=details, headers=headers)
-
-
-def transport_error(
-    exc: httpx.HTTPError, method: str, url: str, settings: Settings
-) -> TransportError:
-    """A ``TransportError`` for a request that got no complete response."""
-    kind = type(exc).__name__
-    reason = settings.redact(str(exc)) or "no details"
-    return TransportError(f"{method} {settings.redact(url)}: {kind}: {reason}")
-
-
-def _error_body(response: httpx.Response) -> tuple[str | None, str | None, list[dict[str, Any]]]:
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        text = response.content.decode("utf-8", errors="replace").strip()
-        return None, " ".join(text.split())[:200] or None, []
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        # Some proxies answer {"message": ...} or {"detail": ...}; keep whatever explains it.
-        if isinstance(body, dict):
-            for name in ("message", "detail"):
-                if isinstance(body.get(name), str):
-                    return None, body[name], []
-        return None, None, []
-    code = error.get("code")
-    message = error.get("message")
-    raw_details = error.get("details")
-    details = (
-        [d for d in raw_details if isinstance(d, dict)] if isinstance(raw_details, list) else []
-    )
-    return (
-        code if isinstance(code, str) else None,
-        message if isinstance(message, str) else None,
-        details,
-    )
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:
