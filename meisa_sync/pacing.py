@@ -45,6 +45,7 @@ _UNANSWERED_AFTER = 60.0
 # the answer every _ANSWER_POLL seconds.
 _NEAR_EXHAUSTION = 8
 _ANSWER_POLL = 0.05
+_ANSWER_WAIT = 5.0
 
 
 class Pacer:
@@ -168,9 +169,14 @@ class Pacer:
         wait = self._hold_until - now
         for window in self._windows:
             wait = max(wait, self._window_wait(window, now))
-            if self._unanswered and self._contended(window, now):
+            if self._awaiting_answer(now) and self._contended(window, now):
                 wait = max(wait, _ANSWER_POLL)
         return wait
+
+    def _awaiting_answer(self, now: float) -> bool:
+        # A request unanswered for long was probably lost (no response comes for a timeout or a
+        # broken connection): it must not hold the others back.
+        return bool(self._unanswered) and self._unanswered[-1] > now - _ANSWER_WAIT
 
     def _contended(self, window: RateLimitWindow, now: float) -> bool:
         start = now - window.seconds - self._margin

@@ -320,6 +320,17 @@ def test_near_exhaustion_of_a_shared_window_one_request_flies_at_a_time(clock: F
     assert pacer.try_acquire() == 0.0
 
 
+def test_a_lost_answer_does_not_hold_a_shared_window_for_long(clock: FakeClock) -> None:
+    pacer = make_pacer(clock, ((20, 60.0),))
+    pacer.acquire()
+    pacer.observe(RateLimitInfo(limit=20, remaining=5, reset=0))
+    assert pacer.try_acquire() == 0.0
+    # Its answer never comes (a dropped connection): after a few seconds the next one goes.
+    assert pacer.try_acquire() > 0
+    clock.now += 5.0
+    assert pacer.try_acquire() == 0.0
+
+
 def test_alone_near_exhaustion_requests_still_go_together(clock: FakeClock) -> None:
     pacer = make_pacer(clock, ((20, 60.0),))
     for _ in range(20):
