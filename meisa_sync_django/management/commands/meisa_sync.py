@@ -12,6 +12,7 @@ import argparse
 from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from meisa_sync_django.conf import sync_settings
 
@@ -43,6 +44,11 @@ class Command(BaseCommand):
         argv = [subcommand, *self._defaults(subcommand, arguments), *arguments]
         try:
             main.main(args=argv, prog_name="manage.py meisa_sync", standalone_mode=True)
+        except DatabaseError as exc:
+            raise CommandError(
+                f"{exc} (has `manage.py migrate meisa_sync` run on the database "
+                f"{sync_settings().database!r}?)"
+            ) from exc
         except SystemExit as exit:
             code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
             if code:
