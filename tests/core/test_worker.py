@@ -547,3 +547,26 @@ def test_a_failing_receiver_breaks_nothing(
     assert worker.run_once().sent == 1
     assert len(after) == 1
     assert "receiver of the meisa-sync 'sent' signal failed" in caplog.text
+
+
+def test_a_failing_should_sync_is_a_mapping_error(
+    worker: Worker, mem: MemoryApp, meisa: ScriptedMeisa
+) -> None:
+    mem.save(User(1, "a@example.com"))
+    mem.source.put(USER, 1, object())  # no is_staff at all: should_sync raises AttributeError
+    worker.run_once()
+    (record,) = mem.store.list_dead()
+    assert record.last_error is not None and record.last_error.startswith("AttributeError:")
+    assert meisa.requests == []
+
+
+def test_a_delete_without_identifiers_is_dead(
+    worker: Worker, mem: MemoryApp, meisa: ScriptedMeisa
+) -> None:
+    from meisa_sync.records import NewChange, Operation
+
+    mem.store.enqueue([NewChange(ObjectKey(USER, "1"), Operation.DELETE, identifiers={})])
+    worker.run_once()
+    (record,) = mem.store.list_dead()
+    assert record.last_error is not None and "no identifiers" in record.last_error
+    assert meisa.requests == []

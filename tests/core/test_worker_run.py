@@ -194,3 +194,13 @@ def test_the_default_worker_id_names_host_and_process() -> None:
     ):
         assert a.worker_id != b.worker_id
         assert f":{os.getpid()}:" in a.worker_id
+
+
+def test_a_second_sigint_interrupts_at_once(mem: MemoryApp) -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    with ScriptedMeisa().client() as client, Worker(mem.sync_app, client) as worker:
+        with pytest.raises(KeyboardInterrupt), worker.graceful_shutdown():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert worker.stopping
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous
