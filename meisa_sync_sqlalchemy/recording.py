@@ -64,9 +64,12 @@ def record_change(
     serialised = serialise_extras(extras or {})
     state = inspect(obj)
     pending_extras(sync_session).setdefault(state, {}).update(serialised)
-    sync_session.flush()
-    # Taken: the flush recorded obj, extras included. Still waiting: the flush did not touch obj.
-    leftover = pending_extras(sync_session).pop(state, None)
+    try:
+        sync_session.flush()
+    finally:
+        # Taken: the flush recorded obj, extras included. Still waiting: the flush did not touch
+        # obj. Either way nothing stays behind for a later flush, even when this one failed.
+        leftover = pending_extras(sync_session).pop(state, None)
     if leftover is None:
         return
     keys = capture.upsert_keys(obj)

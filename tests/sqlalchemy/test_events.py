@@ -16,11 +16,14 @@ from sqlalchemy import Engine, create_engine, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, scoped_session, selectinload, sessionmaker
 
+from meisa_sync.client import MeisaClient
 from meisa_sync.demo.mapping import UserMapping
 from meisa_sync.demo.models import Base, Subscription, User
 from meisa_sync.exceptions import ConfigurationError, PayloadError, StrictModeError
 from meisa_sync.records import Priority
+from meisa_sync.worker import Worker
 from meisa_sync_sqlalchemy import SQLAlchemySync, outbox_tables, record_change, record_select
+from tests.fixtures.server import LiveMeisa
 
 Row = tuple[str, str, str, Any, Any, int]
 MakeSync = Callable[..., SQLAlchemySync]
@@ -306,6 +309,17 @@ def test_record_change_joins_the_flush_with_its_extras(
     assert records(engine) == [upsert(user_id, extras)]
 
 
+def test_record_change_on_a_new_user_rides_on_its_creation(
+    sync: SQLAlchemySync, maker: sessionmaker[Session], engine: Engine
+) -> None:
+    with maker.begin() as session:
+        user = new_user()
+        session.add(user)
+        record_change(session, user, {"signup_source": "website"})
+        user_id = user.id
+    assert records(engine) == [upsert(user_id, {"signup_source": "website"})]
+
+
 def test_record_change_without_pending_changes_writes_a_record(
     sync: SQLAlchemySync, maker: sessionmaker[Session], engine: Engine
 ) -> None:
@@ -487,3 +501,27 @@ async def test_async_session(make_sync: MakeSync, database_url: str, engine: Eng
         ]
     finally:
         await async_engine.dispose()
+
+
+def test_end_to_end_the_worker_sends_what_was_recorded(
+    sync: SQLAlchemySync, maker: sessionmaker[Session], engine: Engine, live_meisa: LiveMeisa
+) -> None:
+    staff_id = add_user(maker, email="staff@example.com", is_staff=True)
+    user_id = add_user(maker, email="ada@example.com")
+    with maker.begin() as session:
+        user = session.get_one(User, user_id)
+        assert user.subscription is not None
+        user.subscription.plan = "pro"
+        record_change(session, user, {"upgraded_at": "2026-11-26"})
+    with (
+        MeisaClient(live_meisa.api_key, base_url=live_meisa.base_url) as client,
+        Worker(sync.sync_app, client, concurrency=2) as worker,
+    ):
+        report = worker.run_once()
+    assert (report.requests, report.skipped, report.dead_records) == (1, 1, 0)
+    assert records(engine) == []
+    contact = live_meisa.contact(email="ada@example.com")
+    assert contact["external_id"] == str(user_id)
+    assert contact["custom_fields"]["plan"] == "pro"
+    assert contact["custom_fields"]["upgraded_at"] == "2026-11-26"
+    assert live_meisa.contact(external_id=str(staff_id)) is None  # should_sync said no
