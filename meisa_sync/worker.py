@@ -119,6 +119,7 @@ class Worker:
             clock=clock,
             random=random,
         )
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"Worker(worker_id={self.worker_id!r}, batch_size={self.batch_size})"
@@ -226,7 +227,9 @@ class Worker:
         )
         auth_errors: list[MeisaAPIError] = []
         keys = [claimed.key for claimed in batch]
-        with LeaseKeeper(self.app.store, self.worker_id, keys, self.lease) as keeper:
+        with LeaseKeeper(
+            self.app.store, self.worker_id, keys, self.lease, clock=self._clock
+        ) as keeper:
             try:
                 sending = []
                 for plan in plan_batch(self.app, batch):

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from meisa_sync import signals
+from meisa_sync.memory import InMemoryStore
 from meisa_sync.records import ObjectKey, Priority, RecordState
 from meisa_sync.retry import RetryPolicy
 from meisa_sync.worker import Worker
@@ -570,3 +571,44 @@ def test_a_delete_without_identifiers_is_dead(
     (record,) = mem.store.list_dead()
     assert record.last_error is not None and "no identifiers" in record.last_error
     assert meisa.requests == []
+
+
+class CountingStore(InMemoryStore):
+    """Counts the lease renewals the worker asks for."""
+
+    renewals = 0
+
+    def renew(self, worker_id: str, keys: Sequence[ObjectKey], lease: timedelta) -> set[ObjectKey]:
+        self.renewals += 1
+        return super().renew(worker_id, keys, lease)
+
+
+def test_a_fresh_lease_is_confirmed_without_a_round_trip(clock: FakeClock) -> None:
+    mem = build_app(clock)
+    store = CountingStore(clock=clock)
+    mem.store = mem.sync_app.store = store
+    for pk in range(5):
+        mem.save(User(pk, f"u{pk}@example.com"))
+    with ScriptedMeisa().client() as client, Worker(mem.sync_app, client, clock=clock) as worker:
+        assert worker.run_once().sent == 5
+    assert store.renewals == 0
+
+
+def test_an_older_lease_is_renewed_before_sending(clock: FakeClock) -> None:
+    def time_passes(request: httpx.Request) -> None:
+        clock.advance(timedelta(seconds=25))  # more than a third of the 60 s lease
+
+    mem = build_app(clock)
+    store = CountingStore(clock=clock)
+    mem.store = mem.sync_app.store = store
+    for pk in range(3):
+        mem.save(User(pk, f"u{pk}@example.com"))
+    meisa = ScriptedMeisa(during=time_passes)
+    with (
+        meisa.client() as client,
+        Worker(mem.sync_app, client, clock=clock, concurrency=1) as worker,
+    ):
+        report = worker.run_once()
+    # Objects 2 and 3 waited 25 and 50 s: each lease was renewed (and still ours) before sending.
+    assert store.renewals == 2
+    assert (report.sent, report.lease_lost) == (3, 0)
