@@ -145,7 +145,7 @@ def main() -> None:
         aliases = configure(Path(directory) / "bench.db", arguments.postgres_url)
         from django.test.utils import setup_databases, teardown_databases
 
-        old = setup_databases(verbosity=0, interactive=False, aliases=set(aliases))
+        old = setup_databases(verbosity=0, interactive=False, aliases=dict.fromkeys(aliases))
         try:
             print(f"user.save() with meisa_sync_django ÷ without, {arguments.rounds} rounds of")
             print(f"{arguments.saves} saves per side, median round:")
