@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from meisa_sync.contract import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
 from meisa_sync.server import idempotency
-from meisa_sync.server.auth import TokenCaller
+from meisa_sync.server.auth import KEYS_CACHE, TokenCaller
 from meisa_sync.server.body import Body, documented_body, parse_model
 from meisa_sync.server.context import ServerContext, format_time, get_context
 from meisa_sync.server.credentials import (
@@ -229,7 +229,10 @@ def revoke_key(key_id: str, request: Request, _principal: TokenCaller) -> Respon
         if key.revoked_at is None:
             key.revoked_at = context.now()
 
-    context.db.transaction(work)
+    try:
+        context.db.transaction(work)
+    finally:
+        context.invalidate(KEYS_CACHE)
     return Response(status_code=204)
 
 

@@ -25,6 +25,7 @@ from meisa_sync.server.models import ApiKey, User
 __all__ = ["RATE_LIMIT_HEADERS_STATE", "Principal", "TokenCaller", "requires", "requires_token"]
 
 RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
+KEYS_CACHE = "api_key"
 
 # Declared for the OpenAPI document only; the headers are read by hand so that a malformed
 # Authorization header is 401 invalid_token rather than "missing".
@@ -47,15 +48,42 @@ class Principal:
         return f"{self.kind}:{self.id}"
 
 
+@dataclass(frozen=True)
+class _KeyInfo:
+    id: str
+    prefix: str
+    scopes: frozenset[str]
+    per_minute: int
+    per_hour: int
+    revoked: bool
+
+
+def _key_by_hash(context: ServerContext, key_hash: str) -> _KeyInfo | None:
+    """The key's settings, cached per key (revocation invalidates the cache)."""
+
+    def load() -> _KeyInfo | None:
+        with context.db.sessions() as session:
+            key = session.scalars(select(ApiKey).where(ApiKey.key_hash == key_hash)).one_or_none()
+            if key is None:
+                return None
+            return _KeyInfo(
+                key.id,
+                key.prefix,
+                frozenset(key.scopes),
+                key.per_minute,
+                key.per_hour,
+                key.revoked_at is not None,
+            )
+
+    return context.cached(f"{KEYS_CACHE}:{key_hash}", load)
+
+
 def _authenticate_key(request: Request, context: ServerContext, plaintext: str) -> Principal:
     invalid = ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
     if not KEY_PATTERN.fullmatch(plaintext):
         raise invalid
-    with context.db.sessions() as session:
-        key = session.scalars(
-            select(ApiKey).where(ApiKey.key_hash == hash_api_key(plaintext))
-        ).one_or_none()
-    if key is None or key.revoked_at is not None:
+    key = _key_by_hash(context, hash_api_key(plaintext))
+    if key is None or key.revoked:
         raise invalid
     decision = context.limiter.admit(key.id, [(key.per_minute, 60), (key.per_hour, 3600)])
     setattr(request.state, RATE_LIMIT_HEADERS_STATE, decision.headers())
@@ -65,7 +93,7 @@ def _authenticate_key(request: Request, context: ServerContext, plaintext: str) 
             "rate_limited",
             f"rate limit exceeded for this API key; retry in {decision.retry_after} s",
         )
-    return Principal("key", key.id, key_prefix=key.prefix, scopes=frozenset(key.scopes))
+    return Principal("key", key.id, key_prefix=key.prefix, scopes=key.scopes)
 
 
 def _authenticate_token(context: ServerContext, authorization: str) -> Principal:

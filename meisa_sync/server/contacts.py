@@ -27,11 +27,12 @@ from meisa_sync.server import activity, idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
+from meisa_sync.server.editor import ContactEditor
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error, validation_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
 from meisa_sync.server.models import Activity, Contact, ContactTag, Enrollment
 from meisa_sync.server.routing import route
-from meisa_sync.server.tags import add_tag, find_tag, get_or_create_tag, remove_tag
+from meisa_sync.server.tags import find_tag
 from meisa_sync.server.upsert import upsert
 from meisa_sync.server.views import ContactOut, ContactWithEnrollments, contact_json
 
@@ -238,23 +239,14 @@ def change_tags(
         remove = _tag_list(data, "remove")
 
         def work(session: Session) -> idempotency.Outcome:
-            now = context.now()
-            contact = find_contact_or_404(session, identifiers, lock=context.db.locks_rows)
-            touched = False
+            connection = session.connection()
+            contact = find_contact_or_404(connection, identifiers, lock=context.db.locks_rows)
+            editor = ContactEditor(connection, contact, context.now(), created=False)
             for name in add:
-                tag, _ = get_or_create_tag(session, name, now)
-                if add_tag(session, contact.id, tag, now):
-                    activity.record(session, contact.id, "tag_added", {"tag": tag.name}, now)
-                    touched = True
+                editor.add_tag(name)
             for name in remove:
-                removed = remove_tag(session, contact.id, name)
-                if removed is not None:
-                    activity.record(session, contact.id, "tag_removed", {"tag": removed.name}, now)
-                    touched = True
-            if touched:
-                contact.updated_at = now
-            session.flush()
-            return 200, contact_json(session, contact)
+                editor.remove_tag(name)
+            return 200, editor.finish()
 
         return context.db.transaction(work)
 
@@ -286,11 +278,12 @@ def delete_contact(
         identifiers = _checked(normalize_identifiers, body.data)
 
         def work(session: Session) -> idempotency.Outcome:
-            contact = find_contact_or_404(session, identifiers, lock=context.db.locks_rows)
+            connection = session.connection()
+            contact = find_contact_or_404(connection, identifiers, lock=context.db.locks_rows)
             for table in (ContactTag, Enrollment, Activity):
-                session.execute(delete(table).where(table.contact_id == contact.id))
-            session.delete(contact)
-            return 200, {"deleted": True, "id": contact.id}
+                connection.execute(delete(table).where(table.contact_id == contact["id"]))
+            connection.execute(delete(Contact).where(Contact.id == contact["id"]))
+            return 200, {"deleted": True, "id": contact["id"]}
 
         return context.db.transaction(work)
 

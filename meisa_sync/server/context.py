@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection
 
@@ -21,7 +21,11 @@ from meisa_sync.server.chaos import Chaos
 from meisa_sync.server.db import Database
 from meisa_sync.server.ratelimit import SlidingWindowLimiter
 
-__all__ = ["RequestLog", "ServerContext", "format_time", "get_context"]
+T = TypeVar("T")
+#: How long cached configuration (keys, rules, sequences) may lag a write by another process.
+CACHE_TTL = 5.0
+
+__all__ = ["CACHE_TTL", "RequestLog", "ServerContext", "format_time", "get_context"]
 
 
 def format_time(value: datetime) -> str:
@@ -62,8 +66,38 @@ class ServerContext:
     request_log: RequestLog = field(default_factory=lambda: RequestLog(1000))
     chaos: Chaos = field(default_factory=Chaos)
 
+    _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    _generations: dict[str, int] = field(default_factory=dict)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+
+    def cached(self, name: str, load: Callable[[], T], *, ttl: float = CACHE_TTL) -> T:
+        """``load()``'s value, kept until :meth:`invalidate` (or ``ttl`` seconds, for changes
+        made by another process on the same database). ``None`` is never kept.
+
+        ``name`` is ``group`` or ``group:item``; invalidating a group drops all its items.
+        """
+        group = name.partition(":")[0]
+        with self._cache_lock:
+            entry = self._cache.get(name)
+            generation = self._generations.get(group, 0)
+        if entry is not None and time.monotonic() - entry[0] < ttl:
+            return entry[1]  # type: ignore[no-any-return]
+        value = load()
+        with self._cache_lock:
+            # A write that invalidated the group while we loaded wins: do not keep stale data.
+            if value is not None and self._generations.get(group, 0) == generation:
+                self._cache[name] = (time.monotonic(), value)
+        return value
+
+    def invalidate(self, *groups: str) -> None:
+        with self._cache_lock:
+            for group in groups:
+                self._generations[group] = self._generations.get(group, 0) + 1
+                for name in [n for n in self._cache if n.partition(":")[0] == group]:
+                    del self._cache[name]
 
     def close(self) -> None:
         """Release the database connections (idempotent)."""

@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from meisa_sync.server import activity, idempotency
+from meisa_sync.server import idempotency
 from meisa_sync.server.auth import TokenCaller
 from meisa_sync.server.automations import (
     AddTag,
@@ -31,14 +31,13 @@ from meisa_sync.server.automations import (
     parse_rule,
 )
 from meisa_sync.server.body import Body, documented_body
-from meisa_sync.server.context import get_context
+from meisa_sync.server.context import ServerContext, get_context
+from meisa_sync.server.editor import ContactEditor, SequenceInfo, find_sequence
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, validation_error
-from meisa_sync.server.models import Activity, Automation, Contact, Sequence
+from meisa_sync.server.models import Automation, Sequence
 from meisa_sync.server.routing import route
-from meisa_sync.server.sequences import enroll, find_sequence, unenroll
-from meisa_sync.server.tags import add_tag, get_or_create_tag, remove_tag
 
-__all__ = ["apply_firings", "create_rule", "load_rules", "router", "save_rule"]
+__all__ = ["apply_firings", "create_rule", "current_rules", "load_rules", "router", "save_rule"]
 
 
 def _rule(row: Automation) -> Rule:
@@ -62,54 +61,55 @@ def load_rules(session: Session) -> list[Rule]:
     return [_rule(row) for row in rows]
 
 
+def current_rules(context: ServerContext, session: Session) -> list[Rule]:
+    """The enabled rules, from the cache the automation endpoints invalidate."""
+    return context.cached("rules", lambda: load_rules(session))
+
+
+def _sequences(context: ServerContext, connection: Connection) -> dict[str, SequenceInfo]:
+    def load() -> dict[str, SequenceInfo]:
+        rows = connection.execute(select(Sequence.id, Sequence.slug, Sequence.allow_reenrollment))
+        return {row.slug: SequenceInfo(row.id, row.slug, row.allow_reenrollment) for row in rows}
+
+    return context.cached("sequences", load)
+
+
 def _apply(
-    session: Session, contact: Contact, action: object, now: datetime, via: Mapping[str, Any]
+    context: ServerContext, editor: ContactEditor, action: object, via: Mapping[str, Any]
 ) -> bool:
     """Apply one action; whether it changed anything."""
     if isinstance(action, AddTag):
-        tag, _ = get_or_create_tag(session, action.tag, now)
-        if not add_tag(session, contact.id, tag, now):
-            return False
-        activity.record(session, contact.id, "tag_added", {"tag": tag.name, **via}, now)
-        return True
+        return editor.add_tag(action.tag, via)
     if isinstance(action, RemoveTag):
-        removed = remove_tag(session, contact.id, action.tag)
-        if removed is None:
-            return False
-        activity.record(session, contact.id, "tag_removed", {"tag": removed.name, **via}, now)
-        return True
+        return editor.remove_tag(action.tag, via)
     if isinstance(action, (Enroll, Unenroll)):
-        sequence = find_sequence(session, action.sequence)
+        sequence = _sequences(context, editor.connection).get(action.sequence)
+        if sequence is None:
+            sequence = find_sequence(editor.connection, action.sequence)
         if sequence is None:  # deleted since the rule was saved
             return False
         if isinstance(action, Enroll):
-            return enroll(session, contact, sequence, now, via)[0]
-        return unenroll(session, contact, sequence, now, via) is not None
+            return editor.enroll(sequence, via)[0]
+        return editor.unenroll(sequence, via) is not None
     raise TypeError(f"unknown action {action!r}")
 
 
-def apply_firings(session: Session, contact: Contact, firings: list[Firing], now: datetime) -> bool:
-    """Apply the firings in order, logging each; whether any action changed the contact."""
-    changed = False
+def apply_firings(context: ServerContext, editor: ContactEditor, firings: list[Firing]) -> None:
+    """Apply the firings in order, logging each with every action's outcome."""
     for firing in firings:
         rule = firing.rule
         via = {"rule_id": rule.id, "rule_name": rule.name}
-        entry = Activity(contact_id=contact.id, kind="automation", data={}, at=now)
-        # Added before the actions run so the log reads: the firing, then what it did.
-        session.add(entry)
-        session.flush()
-        results = []
-        for action in firing.actions:
-            applied = _apply(session, contact, action, now, via)
-            changed = changed or applied
-            results.append({**action.to_json(), "result": "applied" if applied else "no_op"})
         trigger = (
             {"event": "contact_created"}
             if firing.field is None
             else {"field": firing.field, "from": firing.old, "to": firing.new}
         )
-        entry.data = {**via, "trigger": trigger, "actions": results}
-    return changed
+        # Logged before its actions run, so the log reads: the firing, then what it did.
+        entry = editor.log("automation", {**via, "trigger": trigger, "actions": []})
+        for action in firing.actions:
+            applied = _apply(context, editor, action, via)
+            result = "applied" if applied else "no_op"
+            entry["actions"].append({**action.to_json(), "result": result})
 
 
 def _known_sequences(session: Session) -> set[str]:
@@ -223,7 +223,10 @@ def create_automation(
             spec = _parse(session, body.data)
             return 201, rule_json(create_rule(session, spec, context.now()))
 
-        return context.db.transaction(work)
+        try:
+            return context.db.transaction(work)
+        finally:
+            context.invalidate("rules")
 
     return idempotency.respond(request, principal, body, produce)
 
@@ -270,7 +273,10 @@ def update_automation(
         session.flush()
         return rule_json(row)
 
-    return context.db.transaction(work)
+    try:
+        return context.db.transaction(work)
+    finally:
+        context.invalidate("rules")
 
 
 @route(
@@ -284,5 +290,8 @@ def update_automation(
 def delete_automation(automation_id: str, request: Request, _principal: TokenCaller) -> Response:
     """Delete a rule; its past firings stay in the activity logs."""
     context = get_context(request)
-    context.db.transaction(lambda s: s.delete(_row_or_404(s, automation_id)))
+    try:
+        context.db.transaction(lambda s: s.delete(_row_or_404(s, automation_id)))
+    finally:
+        context.invalidate("rules")
     return Response(status_code=204)

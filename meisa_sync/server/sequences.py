@@ -7,8 +7,6 @@ re-enrollment. The same rules serve the API and the automations' ``enroll`` acti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -19,16 +17,18 @@ from sqlalchemy.orm import Session
 
 from meisa_sync.contract import SEQUENCE_SLUG_RE, normalize_identifiers
 from meisa_sync.exceptions import PayloadError
-from meisa_sync.server import activity, idempotency
+from meisa_sync.server import idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body, parse_model
-from meisa_sync.server.context import format_time, get_context
+from meisa_sync.server.context import ServerContext, format_time, get_context
+from meisa_sync.server.editor import ContactEditor, SequenceInfo
+from meisa_sync.server.editor import find_sequence as find_sequence_info
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
-from meisa_sync.server.models import Contact, Enrollment, Sequence
+from meisa_sync.server.models import Enrollment, Sequence
 from meisa_sync.server.routing import route
 
-__all__ = ["enroll", "enrollment_json", "router", "sequence_json", "unenroll"]
+__all__ = ["contact_enrollments", "enrollment_json", "router", "sequence_json"]
 
 
 def enrollment_json(enrollment: Enrollment, slug: str) -> dict[str, Any]:
@@ -51,68 +51,6 @@ def sequence_json(sequence: Sequence) -> dict[str, Any]:
     }
 
 
-def _enrollments(session: Session, contact_id: str, sequence_id: str) -> list[Enrollment]:
-    return list(
-        session.scalars(
-            select(Enrollment)
-            .where(Enrollment.contact_id == contact_id, Enrollment.sequence_id == sequence_id)
-            .order_by(Enrollment.seq)
-        )
-    )
-
-
-def enroll(
-    session: Session,
-    contact: Contact,
-    sequence: Sequence,
-    now: datetime,
-    via: Mapping[str, Any] | None = None,
-) -> tuple[bool, Enrollment]:
-    """Enroll per §5: ``(True, new)``, or ``(False, the active or latest one)`` when refused.
-
-    ``via`` is added to the activity entry (the automation that enrolled the contact).
-    """
-    history = _enrollments(session, contact.id, sequence.id)
-    active = [e for e in history if e.status == "active"]
-    if active:
-        return False, active[-1]
-    if history and not sequence.allow_reenrollment:
-        return False, history[-1]
-    enrollment = Enrollment(
-        sequence_id=sequence.id,
-        contact_id=contact.id,
-        status="active",
-        enrolled_at=now,
-        exited_at=None,
-        seq=len(history) + 1,
-    )
-    session.add(enrollment)
-    session.flush()
-    activity.record(
-        session, contact.id, "enrolled", {"sequence": sequence.slug, **(via or {})}, now
-    )
-    return True, enrollment
-
-
-def unenroll(
-    session: Session,
-    contact: Contact,
-    sequence: Sequence,
-    now: datetime,
-    via: Mapping[str, Any] | None = None,
-) -> Enrollment | None:
-    """End the active enrollment (it becomes ``exited``); None when there was none."""
-    active = [e for e in _enrollments(session, contact.id, sequence.id) if e.status == "active"]
-    if not active:
-        return None
-    enrollment = active[-1]
-    enrollment.status = "exited"
-    enrollment.exited_at = now
-    data = {"sequence": sequence.slug, **(via or {})}
-    activity.record(session, contact.id, "unenrolled", data, now)
-    return enrollment
-
-
 def contact_enrollments(session: Session, contact_id: str) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Enrollment, Sequence.slug)
@@ -127,11 +65,20 @@ def find_sequence(session: Session, slug: str) -> Sequence | None:
     return session.scalars(select(Sequence).where(Sequence.slug == slug)).one_or_none()
 
 
-def _sequence_or_404(session: Session, slug: str) -> Sequence:
-    sequence = find_sequence(session, slug)
+def _sequence_or_404(session: Session, slug: str) -> SequenceInfo:
+    sequence = find_sequence_info(session.connection(), slug)
     if sequence is None:
         raise ApiError(404, "not_found", f"no sequence with slug {slug!r}")
     return sequence
+
+
+def _editor(
+    session: Session, context: ServerContext, slug: str, identifiers: dict[str, str]
+) -> ContactEditor:
+    _sequence_or_404(session, slug)  # an unknown sequence is 404 before an unknown contact
+    connection = session.connection()
+    contact = find_contact_or_404(connection, identifiers, lock=context.db.locks_rows)
+    return ContactEditor(connection, contact, context.now(), created=False)
 
 
 class SequenceIn(BaseModel):
@@ -219,7 +166,10 @@ def create_sequence(
             session.flush()
             return 201, sequence_json(sequence)
 
-        return context.db.transaction(work)
+        try:
+            return context.db.transaction(work)
+        finally:
+            context.invalidate("sequences")
 
     return idempotency.respond(request, principal, body, produce)
 
@@ -259,11 +209,10 @@ def enroll_contact(
         identifiers = _identifiers(body.data)
 
         def work(session: Session) -> idempotency.Outcome:
-            sequence = _sequence_or_404(session, slug)
-            contact = find_contact_or_404(session, identifiers, lock=context.db.locks_rows)
-            created, enrollment = enroll(session, contact, sequence, context.now())
-            payload = {"created": created, "enrollment": enrollment_json(enrollment, slug)}
-            return (201 if created else 200), payload
+            editor = _editor(session, context, slug, identifiers)
+            created, enrollment = editor.enroll(_sequence_or_404(session, slug))
+            editor.finish()
+            return (201 if created else 200), {"created": created, "enrollment": enrollment}
 
         return context.db.transaction(work)
 
@@ -296,13 +245,10 @@ def unenroll_contact(
         identifiers = _identifiers(body.data)
 
         def work(session: Session) -> idempotency.Outcome:
-            sequence = _sequence_or_404(session, slug)
-            contact = find_contact_or_404(session, identifiers, lock=context.db.locks_rows)
-            enrollment = unenroll(session, contact, sequence, context.now())
-            return 200, {
-                "exited": enrollment is not None,
-                "enrollment": enrollment_json(enrollment, slug) if enrollment else None,
-            }
+            editor = _editor(session, context, slug, identifiers)
+            enrollment = editor.unenroll(_sequence_or_404(session, slug))
+            editor.finish()
+            return 200, {"exited": enrollment is not None, "enrollment": enrollment}
 
         return context.db.transaction(work)
 

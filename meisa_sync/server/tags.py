@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,49 +16,16 @@ from meisa_sync.server import idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
+from meisa_sync.server.editor import get_or_create_tag
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
 from meisa_sync.server.models import ContactTag, Tag
 from meisa_sync.server.routing import route
 
-__all__ = ["add_tag", "find_tag", "get_or_create_tag", "remove_tag", "router"]
+__all__ = ["find_tag", "router", "tags_of"]
 
 
 def find_tag(session: Session, name: str) -> Tag | None:
     return session.scalars(select(Tag).where(Tag.name_key == name.lower())).one_or_none()
-
-
-def get_or_create_tag(session: Session, name: str, now: datetime) -> tuple[Tag, bool]:
-    """The tag named ``name`` in any case, created with this spelling if new."""
-    tag = find_tag(session, name)
-    if tag is not None:
-        return tag, False
-    tag = Tag(name=name, name_key=name.lower(), created_at=now)
-    session.add(tag)
-    # Flush now: a concurrent creator's row makes this fail here, and the transaction retries.
-    session.flush()
-    return tag, True
-
-
-def add_tag(session: Session, contact_id: str, tag: Tag, now: datetime) -> bool:
-    """Link the tag; False when the contact already had it."""
-    if session.get(ContactTag, (contact_id, tag.id)) is not None:
-        return False
-    session.add(ContactTag(contact_id=contact_id, tag_id=tag.id, added_at=now))
-    session.flush()
-    return True
-
-
-def remove_tag(session: Session, contact_id: str, name: str) -> Tag | None:
-    """Unlink the tag named ``name``; the tag, or None when the contact did not have it."""
-    tag = find_tag(session, name)
-    if tag is None:
-        return None
-    link = session.get(ContactTag, (contact_id, tag.id))
-    if link is None:
-        return None
-    session.delete(link)
-    session.flush()
-    return tag
 
 
 def tags_of(session: Session, contact_id: str) -> list[dict[str, str]]:
@@ -144,8 +110,10 @@ def create_tag(
             name = normalize_tag_name(data.get("name"), "name")
         except PayloadError as exc:
             raise from_payload_error(exc) from None
-        tag, created = context.db.transaction(lambda s: get_or_create_tag(s, name, context.now()))
-        return (201 if created else 200), {"id": tag.id, "name": tag.name}
+        tag, created = context.db.transaction(
+            lambda s: get_or_create_tag(s.connection(), name, context.now())
+        )
+        return (201 if created else 200), tag
 
     return idempotency.respond(request, principal, body, produce)
 

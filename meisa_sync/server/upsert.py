@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from meisa_sync.contract import MAX_CUSTOM_FIELDS
-from meisa_sync.server import activity
+from meisa_sync.server.activity import changes_json
 from meisa_sync.server.automations import evaluate
 from meisa_sync.server.changes import change_set, merge
 from meisa_sync.server.context import ServerContext
+from meisa_sync.server.editor import ContactEditor
 from meisa_sync.server.errors import ApiError, validation_error
 from meisa_sync.server.lookup import find_by, identifier_conflict
-from meisa_sync.server.models import Contact, new_id
-from meisa_sync.server.rules import apply_firings, load_rules
-from meisa_sync.server.tags import add_tag, get_or_create_tag
-from meisa_sync.server.views import contact_json
+from meisa_sync.server.rules import apply_firings, current_rules
 
 __all__ = ["upsert"]
 
@@ -35,25 +34,20 @@ def upsert(context: ServerContext, payload: dict[str, Any]) -> tuple[int, dict[s
 
 
 def _match(
-    session: Session, email: str | None, external_id: str | None, *, lock: bool
-) -> Contact | None:
+    connection: Connection, email: str | None, external_id: str | None, *, lock: bool
+) -> dict[str, Any] | None:
     """The target contact per §4's matching rules, or None to create one; 409 on a conflict."""
     if external_id is not None:
-        owner = find_by(session, "external_id", external_id, lock=lock)
+        owner = find_by(connection, "external_id", external_id, lock=lock)
         if owner is not None:
-            if email is not None and owner.email != email:
-                other = find_by(session, "email", email, lock=lock)
-                if other is not None:
+            if email is not None and owner["email"] != email:
+                if find_by(connection, "email", email, lock=lock) is not None:
                     raise identifier_conflict(email)
             return owner
     if email is not None:
-        owner = find_by(session, "email", email, lock=lock)
+        owner = find_by(connection, "email", email, lock=lock)
         if owner is not None:
-            if (
-                external_id is not None
-                and owner.external_id is not None
-                and owner.external_id != external_id
-            ):
+            if external_id is not None and owner["external_id"] not in (None, external_id):
                 raise ApiError(
                     409,
                     "identifier_conflict",
@@ -67,59 +61,43 @@ def _match(
 def _upsert(
     session: Session, context: ServerContext, payload: dict[str, Any]
 ) -> tuple[int, dict[str, Any]]:
+    connection = session.connection()
     now = context.now()
     email, external_id = payload.get("email"), payload.get("external_id")
-    contact = _match(session, email, external_id, lock=context.db.locks_rows)
-    created = contact is None
-    if contact is None:
-        contact = Contact(
-            id=new_id(),
-            email=email,
-            external_id=external_id,
-            custom_fields={},
-            status="active",
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(contact)
-        session.flush()  # a concurrent creator makes this fail here; the transaction retries
+    stored = _match(connection, email, external_id, lock=context.db.locks_rows)
+    created = stored is None
 
+    old_fields: dict[str, Any] = stored or {}
     field_changes: dict[str, dict[str, Any]] = {}
     for name in _STANDARD_FIELDS:
-        if name not in payload:
-            continue
-        old, new = (None if created else getattr(contact, name)), payload[name]
-        if old != new:
-            setattr(contact, name, new)
-            field_changes[name] = {"from": old, "to": new}
+        if name in payload and old_fields.get(name) != payload[name]:
+            field_changes[name] = {"from": old_fields.get(name), "to": payload[name]}
 
-    stored = dict(contact.custom_fields)
-    merged = merge(stored, payload.get("custom_fields", {}))
+    stored_custom: dict[str, Any] = old_fields.get("custom_fields") or {}
+    merged = merge(stored_custom, payload.get("custom_fields", {}))
     if len(merged) > MAX_CUSTOM_FIELDS:
         raise validation_error(
             "custom_fields",
             f"the contact would hold {len(merged)} custom fields; at most {MAX_CUSTOM_FIELDS}",
         )
-    changes = change_set(stored, merged)
-    if changes:
-        contact.custom_fields = merged
+    changes = change_set(stored_custom, merged)
+
+    if stored is None:
+        values = {name: change["to"] for name, change in field_changes.items()}
+        editor = ContactEditor.create(connection, {**values, "custom_fields": merged}, now)
+    else:
+        editor = ContactEditor(connection, stored, now, created=False)
+        for name, change in field_changes.items():
+            editor.set(name, change["to"])
+        if changes:
+            editor.set("custom_fields", merged)
     if created or changes or field_changes:
-        kind = "created" if created else "updated"
-        data = {"fields": field_changes, "changes": activity.changes_json(changes)}
-        activity.record(session, contact.id, kind, data, now)
-    session.flush()
+        data = {"fields": field_changes, "changes": changes_json(changes)}
+        editor.log("created" if created else "updated", data)
 
-    touched = created or bool(changes or field_changes)
     for name in payload.get("tag_names", []):
-        tag, _ = get_or_create_tag(session, name, now)
-        if add_tag(session, contact.id, tag, now):
-            activity.record(session, contact.id, "tag_added", {"tag": tag.name}, now)
-            touched = True
-
-    firings = evaluate(load_rules(session), changes, created=created)
-    if apply_firings(session, contact, firings, now):
-        touched = True
-    if touched and not created:
-        contact.updated_at = now
-    session.flush()
-    return (201 if created else 200), contact_json(session, contact)
+        editor.add_tag(name)
+    apply_firings(
+        context, editor, evaluate(current_rules(context, session), changes, created=created)
+    )
+    return (201 if created else 200), editor.finish()

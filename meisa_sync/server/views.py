@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from meisa_sync.server.context import format_time
+from meisa_sync.server.editor import contact_view
 from meisa_sync.server.models import Contact
 from meisa_sync.server.sequences import EnrollmentOut, contact_enrollments
 from meisa_sync.server.tags import TagOut, tags_of
@@ -15,6 +15,10 @@ from meisa_sync.server.tags import TagOut, tags_of
 __all__ = ["ContactOut", "ContactWithEnrollments", "contact_json"]
 
 CustomValue = str | int | float | bool
+_COLUMNS = (
+    "id", "email", "external_id", "first_name", "last_name", "custom_fields", "status",
+    "created_at", "updated_at",
+)  # fmt: skip
 
 
 class ContactOut(BaseModel):
@@ -37,18 +41,10 @@ class ContactWithEnrollments(ContactOut):
 def contact_json(
     session: Session, contact: Contact, *, with_enrollments: bool = False
 ) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": contact.id,
-        "email": contact.email,
-        "external_id": contact.external_id,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "custom_fields": contact.custom_fields,
-        "tags": tags_of(session, contact.id),
-        "status": contact.status,
-        "created_at": format_time(contact.created_at),
-        "updated_at": format_time(contact.updated_at),
-    }
+    """A stored contact as the API shows it (reads its tags, and enrollments if asked)."""
+    data = contact_view(
+        {column: getattr(contact, column) for column in _COLUMNS}, tags_of(session, contact.id)
+    )
     if with_enrollments:
         data["enrollments"] = contact_enrollments(session, contact.id)
     return data

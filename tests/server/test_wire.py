@@ -100,12 +100,12 @@ async def test_unexpected_failure_is_500_internal_error_without_trace(
     meisa_app: Any, meisa_async_client: httpx.AsyncClient
 ) -> None:
     with meisa_app.state.meisa.db.engine.begin() as connection:
-        connection.execute(text("DROP TABLE meisa_contact_tags"))
+        connection.execute(text("DROP TABLE meisa_activity"))
     response = await meisa_async_client.post(
         "/contacts/upsert/", json={"email": "boom@example.com"}, headers=key_headers()
     )
     error = assert_error(response, 500, "internal_error")
-    assert "meisa_contact_tags" not in error["message"]
+    assert "meisa_activity" not in error["message"]
 
 
 async def test_openapi_documents_400_and_never_422(meisa_async_client: httpx.AsyncClient) -> None:

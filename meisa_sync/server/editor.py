@@ -1,0 +1,256 @@
+"""One contact's changes inside one transaction, written with few statements.
+
+The upsert, the tags endpoint, enrollment and the automations all change a contact the same way:
+tags added or removed (idempotently), enrollments per CONTRACT.md §5, activity entries. A
+:class:`ContactEditor` does it with SQLAlchemy Core on the transaction's connection: the contact's
+tags are read once and kept in memory, the activity is written in one multi-row INSERT at the end,
+and the contact row gets at most one UPDATE. That keeps an upsert to a handful of statements, which
+is most of its cost (CONTRACT.md's throughput target is relative to ``/health/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, and_, delete, insert, select, update
+
+from meisa_sync.server.activity import KINDS
+from meisa_sync.server.context import format_time
+from meisa_sync.server.models import (
+    Activity,
+    Contact,
+    ContactTag,
+    Enrollment,
+    Sequence,
+    Tag,
+    new_id,
+)
+
+__all__ = ["ContactEditor", "SequenceInfo", "contact_view", "enrollment_view", "find_sequence"]
+
+contacts = cast(Table, Contact.__table__)
+tags_table = cast(Table, Tag.__table__)
+links = cast(Table, ContactTag.__table__)
+enrollments = cast(Table, Enrollment.__table__)
+sequences = cast(Table, Sequence.__table__)
+activity = cast(Table, Activity.__table__)
+
+
+@dataclass(frozen=True)
+class SequenceInfo:
+    id: str
+    slug: str
+    allow_reenrollment: bool
+
+
+def find_sequence(connection: Connection, slug: str) -> SequenceInfo | None:
+    row = connection.execute(
+        select(sequences.c.id, sequences.c.slug, sequences.c.allow_reenrollment).where(
+            sequences.c.slug == slug
+        )
+    ).first()
+    return None if row is None else SequenceInfo(row.id, row.slug, row.allow_reenrollment)
+
+
+def enrollment_view(row: Mapping[str, Any], slug: str) -> dict[str, Any]:
+    """An enrollment as the API shows it."""
+    exited = row["exited_at"]
+    return {
+        "id": row["id"],
+        "sequence": slug,
+        "contact_id": row["contact_id"],
+        "status": row["status"],
+        "enrolled_at": format_time(row["enrolled_at"]),
+        "exited_at": format_time(exited) if exited else None,
+    }
+
+
+def contact_view(row: Mapping[str, Any], tags: list[dict[str, str]]) -> dict[str, Any]:
+    """A contact as the API shows it (the seed's shape), tags sorted by name."""
+    return {
+        "id": row["id"],
+        "email": row["email"],
+        "external_id": row["external_id"],
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "custom_fields": row["custom_fields"],
+        "tags": sorted(tags, key=lambda tag: (tag["name"].lower(), tag["name"])),
+        "status": row["status"],
+        "created_at": format_time(row["created_at"]),
+        "updated_at": format_time(row["updated_at"]),
+    }
+
+
+class ContactEditor:
+    """Changes to one contact: tags, enrollments, columns, activity; :meth:`finish` writes them."""
+
+    def __init__(
+        self, connection: Connection, row: Mapping[str, Any], now: datetime, *, created: bool
+    ) -> None:
+        self.connection = connection
+        self.values = dict(row)
+        self.id: str = self.values["id"]
+        self.now = now
+        self.created = created
+        # What the answer's updated_at reflects: any change to the contact or its tags.
+        self.touched = created
+        self._changed_columns: dict[str, Any] = {}
+        self._tags: dict[str, dict[str, str]] | None = {} if created else None
+        self._activity: list[dict[str, Any]] = []
+
+    @classmethod
+    def create(
+        cls, connection: Connection, values: Mapping[str, Any], now: datetime
+    ) -> ContactEditor:
+        """Insert a new contact; a concurrent insert of the same identifier fails here."""
+        row = {
+            "id": new_id(),
+            "email": None,
+            "external_id": None,
+            "first_name": None,
+            "last_name": None,
+            "custom_fields": {},
+            "status": "active",
+            **values,
+            "created_at": now,
+            "updated_at": now,
+        }
+        connection.execute(insert(contacts).values(row))
+        return cls(connection, row, now, created=True)
+
+    def set(self, column: str, value: Any) -> None:
+        """Change a column (written by :meth:`finish`)."""
+        self.values[column] = value
+        self._changed_columns[column] = value
+        self.touched = True
+
+    def log(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Append an activity entry; the returned dict may still be filled before :meth:`finish`."""
+        assert kind in KINDS, kind
+        self._activity.append({"contact_id": self.id, "at": self.now, "kind": kind, "data": data})
+        return data
+
+    def tags(self) -> dict[str, dict[str, str]]:
+        """The contact's tags by lower-cased name."""
+        if self._tags is None:
+            rows = self.connection.execute(
+                select(tags_table.c.id, tags_table.c.name, tags_table.c.name_key)
+                .join(links, links.c.tag_id == tags_table.c.id)
+                .where(links.c.contact_id == self.id)
+            )
+            self._tags = {row.name_key: {"id": row.id, "name": row.name} for row in rows}
+        return self._tags
+
+    def add_tag(self, name: str, via: Mapping[str, Any] | None = None) -> bool:
+        """Add the tag (created if new); False when the contact already had it."""
+        key = name.lower()
+        current = self.tags()
+        if key in current:
+            return False
+        tag = get_or_create_tag(self.connection, name, self.now)[0]
+        self.connection.execute(
+            insert(links).values(contact_id=self.id, tag_id=tag["id"], added_at=self.now)
+        )
+        current[key] = tag
+        self.touched = True
+        self.log("tag_added", {"tag": tag["name"], **(via or {})})
+        return True
+
+    def remove_tag(self, name: str, via: Mapping[str, Any] | None = None) -> bool:
+        """Remove the tag; False when the contact did not have it."""
+        tag = self.tags().pop(name.lower(), None)
+        if tag is None:
+            return False
+        self.connection.execute(
+            delete(links).where(and_(links.c.contact_id == self.id, links.c.tag_id == tag["id"]))
+        )
+        self.touched = True
+        self.log("tag_removed", {"tag": tag["name"], **(via or {})})
+        return True
+
+    def _history(self, sequence: SequenceInfo) -> list[dict[str, Any]]:
+        if self.created:
+            return []
+        rows = self.connection.execute(
+            select(enrollments)
+            .where(
+                and_(
+                    enrollments.c.contact_id == self.id,
+                    enrollments.c.sequence_id == sequence.id,
+                )
+            )
+            .order_by(enrollments.c.seq)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+    def enroll(
+        self, sequence: SequenceInfo, via: Mapping[str, Any] | None = None
+    ) -> tuple[bool, dict[str, Any]]:
+        """Enroll per §5: ``(True, new)``, or ``(False, the active or latest one)``."""
+        history = self._history(sequence)
+        active = [row for row in history if row["status"] == "active"]
+        if active:
+            return False, enrollment_view(active[-1], sequence.slug)
+        if history and not sequence.allow_reenrollment:
+            return False, enrollment_view(history[-1], sequence.slug)
+        row = {
+            "id": new_id(),
+            "sequence_id": sequence.id,
+            "contact_id": self.id,
+            "status": "active",
+            "enrolled_at": self.now,
+            "exited_at": None,
+            "seq": len(history) + 1,
+        }
+        self.connection.execute(insert(enrollments).values(row))
+        self.log("enrolled", {"sequence": sequence.slug, **(via or {})})
+        return True, enrollment_view(row, sequence.slug)
+
+    def unenroll(
+        self, sequence: SequenceInfo, via: Mapping[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """End the active enrollment (``exited``); None when there was none."""
+        active = [row for row in self._history(sequence) if row["status"] == "active"]
+        if not active:
+            return None
+        row = {**active[-1], "status": "exited", "exited_at": self.now}
+        self.connection.execute(
+            update(enrollments)
+            .where(enrollments.c.id == row["id"])
+            .values(status="exited", exited_at=self.now)
+        )
+        self.log("unenrolled", {"sequence": sequence.slug, **(via or {})})
+        return enrollment_view(row, sequence.slug)
+
+    def finish(self) -> dict[str, Any]:
+        """Write the pending column changes and activity; the contact as the API shows it."""
+        if self.touched and not self.created:
+            self.set("updated_at", self.now)
+        if self._changed_columns:
+            self.connection.execute(
+                update(contacts).where(contacts.c.id == self.id).values(self._changed_columns)
+            )
+            self._changed_columns = {}
+        if self._activity:
+            self.connection.execute(insert(activity), self._activity)
+            self._activity = []
+        return contact_view(self.values, list(self.tags().values()))
+
+
+def get_or_create_tag(
+    connection: Connection, name: str, now: datetime
+) -> tuple[dict[str, str], bool]:
+    """The tag named ``name`` in any case, created with this spelling if new."""
+    key = name.lower()
+    row = connection.execute(
+        select(tags_table.c.id, tags_table.c.name).where(tags_table.c.name_key == key)
+    ).first()
+    if row is not None:
+        return {"id": row.id, "name": row.name}, False
+    tag = {"id": new_id(), "name": name}
+    # A concurrent creator's row makes this fail; the transaction is then retried.
+    connection.execute(insert(tags_table).values(**tag, name_key=key, created_at=now))
+    return tag, True
