@@ -1,7 +1,8 @@
 """Settling an object's records after its plan ran: ack, retry later, dead (CONTRACT.md §10.7).
 
-Each settlement writes to the store, counts into the ``DrainReport``, logs and sends the matching
-signal (``meisa_sync.signals``), so the worker's loop only decides *which* settlement applies.
+``Settler.unsent`` and ``Settler.refused`` pick the settlement (the table of CONTRACT.md §10.7);
+each settlement writes to the store, counts into the ``DrainReport``, logs and sends the matching
+signal (``meisa_sync.signals``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meisa_sync import signals
-from meisa_sync.batch import Plan, SkipReason, describe_error
-from meisa_sync.exceptions import RateLimited
+from meisa_sync.batch import Action, Plan, SkipReason, describe_error
+from meisa_sync.exceptions import MeisaAPIError, NotFound, RateLimited, ServerError
 from meisa_sync.ratelimit import RateLimitInfo
 from meisa_sync.records import Operation
 from meisa_sync.report import DrainReport
@@ -74,6 +75,30 @@ class Settler:
         self._gate = gate
         self._clock = clock
         self._random = random
+
+    def unsent(self, plan: Plan, report: DrainReport) -> None:
+        """Settle a plan that needs no request: skipped, dead (mapping error), or retried (the
+        source failed)."""
+        if plan.action is Action.SKIP:
+            assert plan.reason is not None
+            self.skipped(plan, plan.reason, report)
+        elif plan.action is Action.DEAD:
+            assert plan.error is not None
+            self.dead(plan, plan.error, plan.cause, report)
+        else:
+            self.retry_later(plan, plan.cause or RuntimeError(plan.error), report)
+
+    def refused(self, plan: Plan, error: MeisaAPIError, report: DrainReport) -> None:
+        """Meisa answered with an error status (401/403 aside, which stop the whole batch)."""
+        if isinstance(error, RateLimited):
+            self.rate_limited(plan, error, report)
+        elif isinstance(error, NotFound) and plan.operation is Operation.DELETE:
+            self.skipped(plan, SkipReason.NOT_FOUND, report)  # already erased
+        elif isinstance(error, ServerError):
+            self.retry_later(plan, error, report)
+        else:
+            # 400, 404, 409, 413 and any other refusal: the same request cannot succeed later.
+            self.dead(plan, str(error), error, report)
 
     def sent(self, plan: Plan, response: MeisaResponse, report: DrainReport) -> None:
         """Meisa acknowledged the request: the records leave, the payload is remembered."""

@@ -15,26 +15,22 @@ from __future__ import annotations
 import logging
 import os
 import random as _random
-import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from meisa_sync import signals
-from meisa_sync.batch import Action, Plan, SkipReason, plan_batch
+from meisa_sync.batch import Action, Plan, plan_batch
 from meisa_sync.exceptions import (
     AuthenticationFailed,
     MeisaAPIError,
-    NotFound,
     PermissionDenied,
-    RateLimited,
-    ServerError,
     TransportError,
 )
 from meisa_sync.leases import LeaseKeeper
@@ -43,6 +39,7 @@ from meisa_sync.records import ClaimedObject, ObjectKey, Operation
 from meisa_sync.report import DrainReport
 from meisa_sync.retry import RetryPolicy
 from meisa_sync.settle import RateLimitGate, Settler, observe_headers
+from meisa_sync.shutdown import stop_on_signals
 
 if TYPE_CHECKING:
     from meisa_sync.app import SyncApp
@@ -236,7 +233,7 @@ class Worker:
                     if plan.action is Action.SEND:
                         sending.append(plan)
                     else:
-                        self._settle_unsent(plan, report)
+                        self._settler.unsent(plan, report)
                         keeper.finish(plan.key)
                 futures = [
                     self._pool.submit(self._deliver, plan, keeper, auth_errors) for plan in sending
@@ -259,16 +256,6 @@ class Worker:
             self._auth_failed(auth_errors[0], report)
         return report
 
-    def _settle_unsent(self, plan: Plan, report: DrainReport) -> None:
-        if plan.action is Action.SKIP:
-            assert plan.reason is not None
-            self._settler.skipped(plan, plan.reason, report)
-        elif plan.action is Action.DEAD:
-            assert plan.error is not None
-            self._settler.dead(plan, plan.error, plan.cause, report)
-        else:
-            self._settler.retry_later(plan, plan.cause or RuntimeError(plan.error), report)
-
     def _deliver(
         self, plan: Plan, keeper: LeaseKeeper, auth_errors: list[MeisaAPIError]
     ) -> DrainReport:
@@ -285,7 +272,7 @@ class Worker:
             return report
         except MeisaAPIError as exc:
             observe_headers(self.pacer, exc.headers)
-            self._settle_refusal(plan, exc, report)
+            self._settler.refused(plan, exc, report)
         except TransportError as exc:
             self._settler.retry_later(plan, exc, report)
         except Exception as exc:
@@ -308,17 +295,6 @@ class Worker:
                 return not (self.stopping or auth_errors)
         return False
 
-    def _settle_refusal(self, plan: Plan, error: MeisaAPIError, report: DrainReport) -> None:
-        if isinstance(error, RateLimited):
-            self._settler.rate_limited(plan, error, report)
-        elif isinstance(error, NotFound) and plan.operation is Operation.DELETE:
-            self._settler.skipped(plan, SkipReason.NOT_FOUND, report)  # already erased
-        elif isinstance(error, ServerError):
-            self._settler.retry_later(plan, error, report)
-        else:
-            # 400, 404, 409, 413 and any other refusal: the same request cannot succeed later.
-            self._settler.dead(plan, str(error), error, report)
-
     def _auth_failed(self, error: MeisaAPIError, report: DrainReport) -> None:
         report.auth_failed = True
         logger.error(
@@ -335,33 +311,10 @@ class Worker:
             return self.client.delete(plan.body, idempotency_key=plan.idempotency_key)
         return self.client.upsert(plan.body, idempotency_key=plan.idempotency_key)
 
-    # -- process signals -----------------------------------------------------------------------
-
-    @contextmanager
-    def graceful_shutdown(self, enabled: bool = True) -> Iterator[None]:
+    def graceful_shutdown(self, enabled: bool = True) -> AbstractContextManager[None]:
         """While inside, SIGTERM and SIGINT stop the worker gracefully (main thread only).
 
         The first signal finishes the requests in flight and releases the rest; a second SIGINT
         raises ``KeyboardInterrupt``. The previous handlers come back on exit.
         """
-        if not enabled or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def graceful(signum: int, frame: FrameType | None) -> None:
-            if self.stopping and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            logger.warning(
-                "%s received: finishing in-flight requests, releasing the rest",
-                signal.Signals(signum).name,
-            )
-            self.stop()
-
-        previous: dict[signal.Signals, Any] = {}
-        for number in (signal.SIGTERM, signal.SIGINT):
-            previous[number] = signal.signal(number, graceful)
-        try:
-            yield
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+        return stop_on_signals(self._stop, enabled=enabled)
