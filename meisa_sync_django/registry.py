@@ -157,9 +157,9 @@ class MappingRegistry:
     # -- internals -----------------------------------------------------------------------------
 
     def _changed(self) -> None:
-        # Registrations made after start (tests, plugins) take effect at once; before that, the
-        # app config connects the handlers once every meisa.py module has registered.
-        if self._connect_handlers and apps.ready:
+        # Once models are loaded (from the app configs' ready() on), a registration takes effect at
+        # once; earlier ones are wired by this app's ready().
+        if self._connect_handlers and apps.models_ready:
             from meisa_sync_django import handlers
 
             handlers.connect()

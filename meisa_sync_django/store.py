@@ -70,6 +70,11 @@ class DjangoStore(OutboxStore):
     def claim(self, worker_id: str, *, limit: int, lease: dt.timedelta) -> list[ClaimedObject]:
         if limit <= 0:
             return []
+        connection = connections[self.using]
+        if not connection.in_atomic_block:
+            # A worker lives for days: a connection broken by a database restart or failover is
+            # replaced here, once per claim, instead of failing every call that follows.
+            connection.close_if_unusable_or_obsolete()
         now = self._clock()
         claimed: list[ClaimedObject] = []
         seen: set[ObjectKey] = set()

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+from django.db import OperationalError, connections
 
+from meisa_sync.records import NewChange, ObjectKey
 from meisa_sync_django.store import DjangoStore
 from tests.core.store_contract import StoreContract
 from tests.core.sync_helpers import FakeClock
@@ -80,3 +83,38 @@ class TestPostgreSQLThreadedClaims(_ThreadedClaims):
 class TestMySQLThreadedClaims(_ThreadedClaims):
     pytestmark = on_database("mysql", transaction=True)
     alias = "mysql"
+
+
+@on_database("postgres", transaction=True)[0]
+@on_database("postgres", transaction=True)[1]
+def test_a_claim_replaces_a_connection_the_server_dropped() -> None:
+    connection = connections["postgres"]
+    # A persistent connection, as a worker has with CONN_MAX_AGE set (with the default 0, every
+    # claim opens a fresh one anyway).
+    connection.close()
+    connection.settings_dict["CONN_MAX_AGE"] = None
+    try:
+        _claim_after_the_server_dropped_the_connection(connection)
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = 0
+        connection.close()
+
+
+def _claim_after_the_server_dropped_the_connection(connection: Any) -> None:
+    store = DjangoStore("postgres")
+    store.enqueue([NewChange(ObjectKey("tests.User", "1"))])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    # Another session ends ours, as a database restart or a failover would.
+    other = connection.copy()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+
+    with pytest.raises(OperationalError):
+        store.claim("w1", limit=1, lease=timedelta(seconds=60))
+    (claimed,) = store.claim("w1", limit=1, lease=timedelta(seconds=60))
+    assert claimed.key == ObjectKey("tests.User", "1")
