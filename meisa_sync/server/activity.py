@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -11,7 +10,7 @@ from sqlalchemy.orm import Session
 from meisa_sync.server.context import format_time
 from meisa_sync.server.models import Activity
 
-__all__ = ["KINDS", "changes_json", "entries", "record"]
+__all__ = ["KINDS", "changes_json", "entries"]
 
 KINDS = ("created", "updated", "automation", "tag_added", "tag_removed", "enrolled", "unenrolled")
 
@@ -19,13 +18,6 @@ KINDS = ("created", "updated", "automation", "tag_added", "tag_removed", "enroll
 def changes_json(changes: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
     """A change set as JSON: ``{"plan": {"from": "free", "to": "pro"}}``."""
     return {name: {"from": old, "to": new} for name, (old, new) in changes.items()}
-
-
-def record(
-    session: Session, contact_id: str, kind: str, data: dict[str, Any], at: datetime
-) -> None:
-    assert kind in KINDS, kind
-    session.add(Activity(contact_id=contact_id, kind=kind, data=data, at=at))
 
 
 def entries(session: Session, contact_id: str) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from meisa_sync.server import activity, idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
-from meisa_sync.server.editor import ContactEditor
+from meisa_sync.server.editor import TAGS_CACHE, ContactEditor
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error, validation_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
 from meisa_sync.server.models import Activity, Contact, ContactTag, Enrollment
@@ -241,14 +241,14 @@ def change_tags(
         def work(session: Session) -> idempotency.Outcome:
             connection = session.connection()
             contact = find_contact_or_404(connection, identifiers, lock=context.db.locks_rows)
-            editor = ContactEditor(connection, contact, context.now(), created=False)
+            editor = ContactEditor(connection, contact, context.now(), created=False, cache=context)
             for name in add:
                 editor.add_tag(name)
             for name in remove:
                 editor.remove_tag(name)
             return 200, editor.finish()
 
-        return context.db.transaction(work)
+        return context.db.transaction(work, on_retry=lambda: context.invalidate(TAGS_CACHE))
 
     return idempotency.respond(request, principal, body, produce)
 

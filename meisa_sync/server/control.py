@@ -26,6 +26,7 @@ from meisa_sync.server.body import json_body
 from meisa_sync.server.chaos import ChaosSettings
 from meisa_sync.server.context import ServerContext, format_time, get_context
 from meisa_sync.server.credentials import KEY_PATTERN, display_prefix
+from meisa_sync.server.editor import TAGS_CACHE
 from meisa_sync.server.errors import error_response, validation_error
 from meisa_sync.server.models import (
     Activity,
@@ -177,7 +178,10 @@ def _reset(session: Session) -> None:
 def reset(request: Request) -> JSONResponse:
     """Forget contacts, tags, enrollments, activity and the request log."""
     context = get_context(request)
-    context.db.transaction(_reset)
+    try:
+        context.db.transaction(_reset)
+    finally:
+        context.invalidate(TAGS_CACHE)
     context.request_log.clear()
     return JSONResponse({"reset": True})
 

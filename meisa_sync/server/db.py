@@ -87,8 +87,11 @@ class Database:
         """Whether ``SELECT ... FOR UPDATE`` means anything (SQLite already serialises writers)."""
         return self.engine.dialect.name != "sqlite"
 
-    def transaction(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in one transaction, retried from scratch when it collides with another."""
+    def transaction(
+        self, work: Callable[[Session], T], *, on_retry: Callable[[], None] | None = None
+    ) -> T:
+        """Run ``work`` in one transaction, retried from scratch when it collides with another
+        (``on_retry`` runs before each retry: drop what may have been cached from the collision)."""
         for attempt in range(1, _ATTEMPTS + 1):
             with self.sessions() as session:
                 try:
@@ -98,6 +101,8 @@ class Database:
                     if attempt == _ATTEMPTS or not _is_collision(exc):
                         raise
                     logger.debug("transaction collided (attempt %d), retrying: %s", attempt, exc)
+                    if on_retry is not None:
+                        on_retry()
         raise AssertionError("unreachable")
 
     def close(self) -> None:

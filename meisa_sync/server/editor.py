@@ -18,7 +18,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, and_, delete, insert, select, update
 
 from meisa_sync.server.activity import KINDS
-from meisa_sync.server.context import format_time
+from meisa_sync.server.context import ServerContext, format_time
 from meisa_sync.server.models import (
     Activity,
     Contact,
@@ -29,7 +29,16 @@ from meisa_sync.server.models import (
     new_id,
 )
 
-__all__ = ["ContactEditor", "SequenceInfo", "contact_view", "enrollment_view", "find_sequence"]
+TAGS_CACHE = "tag"
+
+__all__ = [
+    "TAGS_CACHE",
+    "ContactEditor",
+    "SequenceInfo",
+    "contact_view",
+    "enrollment_view",
+    "find_sequence",
+]
 
 contacts = cast(Table, Contact.__table__)
 tags_table = cast(Table, Tag.__table__)
@@ -88,9 +97,16 @@ class ContactEditor:
     """Changes to one contact: tags, enrollments, columns, activity; :meth:`finish` writes them."""
 
     def __init__(
-        self, connection: Connection, row: Mapping[str, Any], now: datetime, *, created: bool
+        self,
+        connection: Connection,
+        row: Mapping[str, Any],
+        now: datetime,
+        *,
+        created: bool,
+        cache: ServerContext | None = None,
     ) -> None:
         self.connection = connection
+        self.cache = cache
         self.values = dict(row)
         self.id: str = self.values["id"]
         self.now = now
@@ -103,7 +119,11 @@ class ContactEditor:
 
     @classmethod
     def create(
-        cls, connection: Connection, values: Mapping[str, Any], now: datetime
+        cls,
+        connection: Connection,
+        values: Mapping[str, Any],
+        now: datetime,
+        cache: ServerContext | None = None,
     ) -> ContactEditor:
         """Insert a new contact; a concurrent insert of the same identifier fails here."""
         row = {
@@ -119,7 +139,7 @@ class ContactEditor:
             "updated_at": now,
         }
         connection.execute(insert(contacts).values(row))
-        return cls(connection, row, now, created=True)
+        return cls(connection, row, now, created=True, cache=cache)
 
     def set(self, column: str, value: Any) -> None:
         """Change a column (written by :meth:`finish`)."""
@@ -150,7 +170,7 @@ class ContactEditor:
         current = self.tags()
         if key in current:
             return False
-        tag = get_or_create_tag(self.connection, name, self.now)[0]
+        tag = get_or_create_tag(self.connection, name, self.now, self.cache)[0]
         self.connection.execute(
             insert(links).values(contact_id=self.id, tag_id=tag["id"], added_at=self.now)
         )
@@ -241,15 +261,24 @@ class ContactEditor:
 
 
 def get_or_create_tag(
-    connection: Connection, name: str, now: datetime
+    connection: Connection, name: str, now: datetime, cache: ServerContext | None = None
 ) -> tuple[dict[str, str], bool]:
-    """The tag named ``name`` in any case, created with this spelling if new."""
+    """The tag named ``name`` in any case, created with this spelling if new.
+
+    With ``cache``, tags found in the database are remembered by name (only committed rows are
+    found, so a remembered id is never one a rolled-back transaction made up).
+    """
     key = name.lower()
-    row = connection.execute(
-        select(tags_table.c.id, tags_table.c.name).where(tags_table.c.name_key == key)
-    ).first()
-    if row is not None:
-        return {"id": row.id, "name": row.name}, False
+
+    def load() -> dict[str, str] | None:
+        row = connection.execute(
+            select(tags_table.c.id, tags_table.c.name).where(tags_table.c.name_key == key)
+        ).first()
+        return None if row is None else {"id": row.id, "name": row.name}
+
+    found = cache.cached(f"{TAGS_CACHE}:{key}", load) if cache is not None else load()
+    if found is not None:
+        return found, False
     tag = {"id": new_id(), "name": name}
     # A concurrent creator's row makes this fail; the transaction is then retried.
     connection.execute(insert(tags_table).values(**tag, name_key=key, created_at=now))

@@ -21,7 +21,7 @@ from meisa_sync.server import idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body, parse_model
 from meisa_sync.server.context import ServerContext, format_time, get_context
-from meisa_sync.server.editor import ContactEditor, SequenceInfo
+from meisa_sync.server.editor import ContactEditor, SequenceInfo, enrollment_view
 from meisa_sync.server.editor import find_sequence as find_sequence_info
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
@@ -32,14 +32,8 @@ __all__ = ["contact_enrollments", "enrollment_json", "router", "sequence_json"]
 
 
 def enrollment_json(enrollment: Enrollment, slug: str) -> dict[str, Any]:
-    return {
-        "id": enrollment.id,
-        "sequence": slug,
-        "contact_id": enrollment.contact_id,
-        "status": enrollment.status,
-        "enrolled_at": format_time(enrollment.enrolled_at),
-        "exited_at": format_time(enrollment.exited_at) if enrollment.exited_at else None,
-    }
+    columns = ("id", "contact_id", "status", "enrolled_at", "exited_at")
+    return enrollment_view({column: getattr(enrollment, column) for column in columns}, slug)
 
 
 def sequence_json(sequence: Sequence) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from meisa_sync.server import idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
-from meisa_sync.server.editor import get_or_create_tag
+from meisa_sync.server.editor import TAGS_CACHE, get_or_create_tag
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
 from meisa_sync.server.models import ContactTag, Tag
 from meisa_sync.server.routing import route
@@ -111,7 +111,8 @@ def create_tag(
         except PayloadError as exc:
             raise from_payload_error(exc) from None
         tag, created = context.db.transaction(
-            lambda s: get_or_create_tag(s.connection(), name, context.now())
+            lambda s: get_or_create_tag(s.connection(), name, context.now(), context),
+            on_retry=lambda: context.invalidate(TAGS_CACHE),
         )
         return (201 if created else 200), tag
 
@@ -141,5 +142,8 @@ def delete_tag(tag_id: str, request: Request, _principal: TokenCaller) -> Respon
         session.execute(delete(ContactTag).where(ContactTag.tag_id == tag_id))
         session.delete(tag)
 
-    context.db.transaction(work)
+    try:
+        context.db.transaction(work)
+    finally:
+        context.invalidate(TAGS_CACHE)
     return Response(status_code=204)

@@ -18,7 +18,7 @@ from meisa_sync.server.activity import changes_json
 from meisa_sync.server.automations import evaluate
 from meisa_sync.server.changes import change_set, merge
 from meisa_sync.server.context import ServerContext
-from meisa_sync.server.editor import ContactEditor
+from meisa_sync.server.editor import TAGS_CACHE, ContactEditor
 from meisa_sync.server.errors import ApiError, validation_error
 from meisa_sync.server.lookup import find_by, identifier_conflict
 from meisa_sync.server.rules import apply_firings, current_rules
@@ -30,7 +30,10 @@ _STANDARD_FIELDS = ("email", "external_id", "first_name", "last_name")
 
 def upsert(context: ServerContext, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Apply a validated upsert payload; ``(201 | 200, the contact after automations)``."""
-    return context.db.transaction(lambda session: _upsert(session, context, payload))
+    return context.db.transaction(
+        lambda session: _upsert(session, context, payload),
+        on_retry=lambda: context.invalidate(TAGS_CACHE),
+    )
 
 
 def _match(
@@ -84,9 +87,9 @@ def _upsert(
 
     if stored is None:
         values = {name: change["to"] for name, change in field_changes.items()}
-        editor = ContactEditor.create(connection, {**values, "custom_fields": merged}, now)
+        editor = ContactEditor.create(connection, {**values, "custom_fields": merged}, now, context)
     else:
-        editor = ContactEditor(connection, stored, now, created=False)
+        editor = ContactEditor(connection, stored, now, created=False, cache=context)
         for name, change in field_changes.items():
             editor.set(name, change["to"])
         if changes:
