@@ -254,7 +254,8 @@ def main() -> None:
         if args.postgres_url:
             urls.append(args.postgres_url)
         with running_server(Path(folder) / "meisa-server.db") as root_url:
-            plugin = [overhead(url, args.rounds, args.commits, f"{root_url}/api/v1") for url in urls]
+            base_url = f"{root_url}/api/v1"
+            plugin = [overhead(url, args.rounds, args.commits, base_url) for url in urls]
             if args.latency_ms:
                 seed_way_with_latency(
                     urls[0], args.rounds, 20, root_url, args.latency_ms, plugin[0]
