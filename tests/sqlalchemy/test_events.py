@@ -275,6 +275,19 @@ def test_delete_of_an_expired_user_still_captures_its_identifiers(
     )
 
 
+def test_a_delete_whose_identifiers_fail_still_deletes(
+    sync: SQLAlchemySync, maker: sessionmaker[Session], engine: Engine
+) -> None:
+    user_id = add_user(maker, email="not-an-email")
+    clear_outbox(engine)
+    with maker.begin() as session:
+        session.delete(session.get_one(User, user_id))
+    # The delete is recorded without identifiers; the worker marks it dead saying so.
+    assert records(engine) == [("users", str(user_id), "delete", {}, None, 0)]
+    with maker() as session:
+        assert session.get(User, user_id) is None
+
+
 def test_delete_under_ignore_records_nothing(
     make_sync: MakeSync, maker: sessionmaker[Session], engine: Engine
 ) -> None:
