@@ -11,8 +11,6 @@ when ``MEISA_TEST_POSTGRES_URL`` / ``MEISA_TEST_MYSQL_URL`` are set (required un
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 import django
 import pytest
@@ -22,10 +20,8 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from tests.django.databases import ALIASES, VARIABLES  # noqa: E402
 from tests.fixtures.databases import in_ci  # noqa: E402
-
-ALIASES = ("default", "postgres", "mysql")
-_VARIABLES = {"postgres": "MEISA_TEST_POSTGRES_URL", "mysql": "MEISA_TEST_MYSQL_URL"}
 
 
 @pytest.fixture(params=ALIASES, ids=["sqlite", "postgresql", "mysql"])
@@ -33,14 +29,8 @@ def alias(request: pytest.FixtureRequest) -> str:
     """A configured database alias (tests using it need ``django_db(databases="__all__")``)."""
     name = str(request.param)
     if name not in settings.DATABASES:
-        message = f"set {_VARIABLES[name]} to run against {name}"
+        message = f"set {VARIABLES[name]} to run against {name}"
         if in_ci():
             pytest.fail(f"CI=true but {message}")
         pytest.skip(message)
     return name
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    test_name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
-    if test_name:
-        shutil.rmtree(Path(test_name).parent, ignore_errors=True)

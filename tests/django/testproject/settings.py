@@ -60,15 +60,15 @@ MEISA_SYNC = {
 }
 
 # A file, not SQLite's shared in-memory database: the store's tests claim from several threads, and
-# shared-cache memory databases answer concurrent writers with "table is locked" at once.
-_SQLITE_DIR = Path(tempfile.gettempdir()) / f"meisa-sync-django-tests-{os.getpid()}"
-_SQLITE_DIR.mkdir(exist_ok=True)
+# shared-cache memory databases answer concurrent writers with "table is locked" at once. Django
+# deletes the test file when the run ends; the pid keeps concurrent runs apart.
+_TMP = Path(tempfile.gettempdir())
 
 DATABASES: dict[str, dict[str, Any]] = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(_SQLITE_DIR / "default.db"),
-        "TEST": {"NAME": str(_SQLITE_DIR / "test-default.db")},
+        "NAME": str(_TMP / "meisa-sync-django-testproject.db"),
+        "TEST": {"NAME": str(_TMP / f"meisa-sync-django-test-{os.getpid()}.db")},
     }
 }
 
