@@ -92,6 +92,12 @@ class ServerContext:
                 self._cache[name] = (time.monotonic(), value)
         return value
 
+    def is_cached(self, name: str, *, ttl: float = CACHE_TTL) -> bool:
+        """Whether :meth:`cached` would answer ``name`` without loading."""
+        with self._cache_lock:
+            entry = self._cache.get(name)
+        return entry is not None and time.monotonic() - entry[0] < ttl
+
     def invalidate(self, *groups: str) -> None:
         with self._cache_lock:
             for group in groups:

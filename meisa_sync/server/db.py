@@ -65,7 +65,8 @@ def make_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("mysql://") or url.startswith("mariadb://"):
         url = "mysql+pymysql://" + url.split("://", 1)[1]
-    return create_engine(url, isolation_level="READ COMMITTED", pool_pre_ping=True)
+    # No pool_pre_ping: it costs a round trip per checkout; pool_recycle retires stale connections.
+    return create_engine(url, isolation_level="READ COMMITTED", pool_recycle=1800)
 
 
 class Database:
