@@ -3,11 +3,16 @@
 Because they live on the user's ``MetaData``, Alembic autogenerate sees them like any other table.
 The Django app creates tables of the same names and columns, so the SQLAlchemy store (and
 ``meisa-sync status --database-url``) can work on either.
+
+Timestamps are UTC. PostgreSQL stores them as ``timestamptz``; MySQL/MariaDB (``DATETIME(6)``) and
+SQLite store naive UTC, which the store turns back into aware datetimes when it reads them. Plain
+column types (no custom ``TypeDecorator``) keep Alembic's generated migrations importable as is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
 
 __all__ = ["OUTBOX_TABLE", "STATE_TABLE", "OutboxTables", "outbox_tables"]
 
@@ -30,6 +36,13 @@ STATE_TABLE = "meisa_sync_object_state"
 
 # BIGINT on PostgreSQL/MySQL, but SQLite only autoincrements a column declared INTEGER.
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
+# MySQL's DATETIME keeps whole seconds unless told otherwise, and rounds: leases and due times need
+# microseconds (Django's DateTimeField makes the same DATETIME(6)).
+_Timestamp = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -56,8 +69,8 @@ def outbox_tables(metadata: MetaData) -> OutboxTables:
         Column("priority", SmallInteger, nullable=False, default=0),
         Column("state", String(10), nullable=False, default="pending"),
         Column("attempts", Integer, nullable=False, default=0),
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("available_at", DateTime(timezone=True), nullable=False),
+        Column("created_at", _Timestamp, nullable=False, default=_utc_now),
+        Column("available_at", _Timestamp, nullable=False, default=_utc_now),
         Column("last_error", Text, nullable=True),
         # The claim walks this index in order: state = 'pending', then priority, then id.
         Index("meisa_sync_outbox_claim_idx", "state", "priority", "id"),
@@ -69,10 +82,10 @@ def outbox_tables(metadata: MetaData) -> OutboxTables:
         Column("model", String(100), primary_key=True),
         Column("object_pk", String(64), primary_key=True),
         Column("lease_owner", String(100), nullable=True),
-        Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+        Column("lease_expires_at", _Timestamp, nullable=True),
         Column("payload_hash", String(64), nullable=True),
         Column("payload", Text, nullable=True),
         Column("remote_id", String(64), nullable=True),
-        Column("last_sent_at", DateTime(timezone=True), nullable=True),
+        Column("last_sent_at", _Timestamp, nullable=True),
     )
     return OutboxTables(outbox, state)

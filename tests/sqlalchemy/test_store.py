@@ -1,0 +1,282 @@
+"""``SQLAlchemyStore`` on SQLite, PostgreSQL and MariaDB: the store contract, then what SQL adds
+(claims from several processes, leases set by other hosts, no starvation behind leased objects,
+timestamps across time zones)."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, select
+
+from meisa_sync.records import ObjectKey, Priority
+from meisa_sync.store import OutboxStore
+from meisa_sync_sqlalchemy.store import SQLAlchemyStore
+from tests.core.store_contract import LONG_LEASE, StoreContract, make_changes
+
+
+class FakeClock:
+    """The stores' time, moved by hand (starts at the wall clock, with microseconds)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime.now(timezone.utc)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._now += delta
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine, clock: FakeClock) -> SQLAlchemyStore:
+    store = SQLAlchemyStore(engine, clock=clock)
+    store.create_tables()
+    return store
+
+
+class TestSQLAlchemyStore(StoreContract):
+    @pytest.fixture
+    def advance(self, clock: FakeClock) -> Callable[[timedelta], None]:
+        return clock.advance
+
+    @pytest.fixture
+    def now(self, clock: FakeClock) -> Callable[[], datetime]:
+        return clock
+
+
+# -- several processes ---------------------------------------------------------------------------
+
+
+def _claim_until_empty(
+    url: str, worker_id: str, barrier: Any, results: Any
+) -> None:  # pragma: no cover - runs in a child process
+    engine = create_engine(url)
+    try:
+        store = SQLAlchemyStore(engine)
+        barrier.wait(timeout=60)
+        keys: list[str] = []
+        # A worker may claim again what it holds: each round is a new worker id, so that it may not.
+        for round_ in itertools.count():
+            claimed = store.claim(f"{worker_id}.{round_}", limit=7, lease=timedelta(minutes=10))
+            if not claimed:
+                break
+            keys.extend(str(c.key) for c in claimed)
+        results.put((worker_id, keys))
+    except BaseException as exc:
+        results.put((worker_id, exc))
+        raise
+    finally:
+        engine.dispose()
+
+
+def test_claims_from_several_processes_never_share_an_object(
+    store: SQLAlchemyStore, database_url: str
+) -> None:
+    # Leases are long and never given back, so any object leased twice shows up twice.
+    objects, processes = 240, 3
+    store.enqueue(make_changes(objects) + make_changes(objects))
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_claim_until_empty, args=(database_url, f"p{i}", barrier, results))
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = dict(results.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=30)
+    results.close()
+    results.join_thread()
+
+    claimed = [key for keys in outcomes.values() for key in keys]
+    assert all(isinstance(keys, list) for keys in outcomes.values()), outcomes
+    assert len(claimed) == len(set(claimed)) == objects
+    assert [worker.exitcode for worker in workers] == [0] * processes
+
+
+# -- leases ----------------------------------------------------------------------------------------
+
+
+def test_a_lease_expired_on_another_hosts_clock(store: SQLAlchemyStore, clock: FakeClock) -> None:
+    store.enqueue(make_changes(1))
+    (first,) = store.claim("host-a", limit=1, lease=timedelta(seconds=30))
+    # Host B's clock runs 31 s ahead (or 31 s passed): by its clock, A's lease has run out.
+    other_host = SQLAlchemyStore(store.engine, clock=FakeClock(clock() + timedelta(seconds=31)))
+
+    (second,) = other_host.claim("host-b", limit=1, lease=timedelta(seconds=30))
+
+    assert second.record_ids == first.record_ids
+    assert store.renew("host-a", [first.key], timedelta(seconds=30)) == set()
+    assert other_host.renew("host-b", [first.key], timedelta(seconds=30)) == {first.key}
+    # A's late ack deletes what it sent, but leaves B's lease alone.
+    store.ack("host-a", first.key, first.record_ids, payload_hash="a")
+    assert store.claim("host-c", limit=1, lease=LONG_LEASE) == []
+    store.enqueue(make_changes(1))
+    assert store.claim("host-c", limit=1, lease=LONG_LEASE) == []
+
+
+def test_objects_behind_many_leased_ones_are_claimed(store: SQLAlchemyStore) -> None:
+    # Every early record belongs to five leased objects: the claim must walk past all of them.
+    leased_objects = 5
+    store.enqueue(make_changes(leased_objects))
+    held = store.claim("w1", limit=leased_objects, lease=LONG_LEASE)
+    for _ in range(60):
+        store.enqueue(make_changes(leased_objects) * 10)
+    store.enqueue(make_changes(3, start=100))
+
+    claimed = store.claim("w2", limit=10, lease=LONG_LEASE)
+
+    assert [c.key.pk for c in claimed] == ["100", "101", "102"]
+    assert len(held) == leased_objects
+
+
+def test_a_claim_takes_the_next_objects_when_the_first_are_locked(
+    store: SQLAlchemyStore,
+) -> None:
+    # A claim that skips a locked state row (SKIP LOCKED) or a leased one goes on to later objects.
+    store.enqueue(make_changes(6))
+    store.claim("w1", limit=2, lease=LONG_LEASE)
+    claimed = store.claim("w2", limit=2, lease=LONG_LEASE)
+    assert [c.key.pk for c in claimed] == ["3", "4"]
+
+
+def test_claim_limit_zero_claims_nothing(store: SQLAlchemyStore) -> None:
+    store.enqueue(make_changes(2))
+    assert store.claim("w1", limit=0, lease=LONG_LEASE) == []
+    assert len(store.claim("w1", limit=5, lease=LONG_LEASE)) == 2
+
+
+def test_claim_counts_statements_not_records(store: SQLAlchemyStore, engine: Engine) -> None:
+    # 100 objects with 20 records each: one page of candidates, one insert, one lock, one lease,
+    # one read of the records, whatever the number of records.
+    for _ in range(20):
+        store.enqueue(make_changes(100, priority=Priority.BACKFILL))
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        claimed = store.claim("w1", limit=100, lease=LONG_LEASE)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    assert len(claimed) == 100 and all(len(c.records) == 20 for c in claimed)
+    data = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE"))]
+    assert len(data) <= 8, data
+
+
+# -- time ------------------------------------------------------------------------------------------
+
+
+def test_timestamps_round_trip_as_aware_utc_from_any_zone(engine: Engine, clock: FakeClock) -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    at = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=india)
+    store = SQLAlchemyStore(engine, clock=lambda: at)
+    store.create_tables()
+    store.enqueue(make_changes(1))
+
+    (claimed,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+
+    record = claimed.records[0]
+    assert record.created_at == at and record.created_at.tzinfo == timezone.utc
+    assert record.created_at.microsecond == 123456
+    later = at + timedelta(minutes=5, microseconds=7)
+    store.retry("w1", claimed.key, claimed.record_ids, available_at=later, error="503")
+    assert store.claim("w1", limit=1, lease=LONG_LEASE) == []
+    at = later
+    (again,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+    assert again.records[0].available_at == later
+
+
+def test_stored_timestamps_are_utc(store: SQLAlchemyStore, clock: FakeClock) -> None:
+    store.enqueue(make_changes(1))
+    with store.engine.connect() as connection:
+        stored = connection.execute(select(store.tables.outbox.c.created_at)).scalar_one()
+    if stored.tzinfo is None:  # MySQL and SQLite keep naive UTC
+        stored = stored.replace(tzinfo=timezone.utc)
+    assert stored == clock()
+
+
+def test_a_naive_datetime_is_refused_naming_the_argument(store: SQLAlchemyStore) -> None:
+    store.enqueue(make_changes(1))
+    (claimed,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+    with pytest.raises(ValueError, match="available_at"):
+        store.retry(
+            "w1", claimed.key, claimed.record_ids, available_at=datetime(2030, 1, 1), error="e"
+        )
+
+
+def test_postgresql_session_time_zone_does_not_matter(
+    database_backend: str, database_url: str, clock: FakeClock
+) -> None:
+    if database_backend != "postgresql":
+        pytest.skip("a PostgreSQL session setting")
+    engine = create_engine(database_url, connect_args={"options": "-c timezone=Asia/Kolkata"})
+    try:
+        store = SQLAlchemyStore(engine, clock=clock)
+        store.create_tables()
+        store.enqueue(make_changes(1))
+        (claimed,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+        assert claimed.records[0].created_at == clock()
+        assert claimed.records[0].created_at.utcoffset() == timedelta(0)
+    finally:
+        engine.dispose()
+
+
+# -- the tables --------------------------------------------------------------------------------
+
+
+def test_the_state_row_keeps_the_last_payload(store: SQLAlchemyStore, clock: FakeClock) -> None:
+    store.enqueue(make_changes(1))
+    (claimed,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+    store.ack("w1", claimed.key, claimed.record_ids, payload_hash="h" * 64, payload='{"a":1}')
+    state = store.tables.state
+    with store.engine.connect() as connection:
+        row = connection.execute(select(state)).mappings().one()
+    assert (row["model"], row["object_pk"]) == ("tests.User", "1")
+    assert row["payload"] == '{"a":1}' and row["payload_hash"] == "h" * 64
+    assert row["lease_owner"] is None and row["lease_expires_at"] is None
+    assert row["last_sent_at"] is not None
+
+
+def test_ack_without_a_claim_creates_the_state_row(store: SQLAlchemyStore) -> None:
+    (record_id,) = store.enqueue(make_changes(1))
+    store.ack("w1", ObjectKey("tests.User", "1"), [record_id], payload_hash="h", remote_id="c1")
+    store.enqueue(make_changes(1))
+    (claimed,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+    assert (claimed.last_payload_hash, claimed.remote_id) == ("h", "c1")
+
+
+def test_create_tables_twice_is_harmless(store: SQLAlchemyStore) -> None:
+    store.create_tables()
+    assert store.enqueue(make_changes(1)) == [1]
+
+
+def test_store_is_an_outbox_store(store: SQLAlchemyStore) -> None:
+    assert isinstance(store, OutboxStore)
+    assert "SQLAlchemyStore(" in repr(store)
