@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, or_, select
 from sqlalchemy.orm import Session
 
 from meisa_sync.contract import MAX_CUSTOM_FIELDS
@@ -20,7 +20,7 @@ from meisa_sync.server.changes import change_set, merge
 from meisa_sync.server.context import ServerContext
 from meisa_sync.server.editor import TAGS_CACHE, ContactEditor
 from meisa_sync.server.errors import ApiError, validation_error
-from meisa_sync.server.lookup import find_by, identifier_conflict
+from meisa_sync.server.lookup import contacts, identifier_conflict
 from meisa_sync.server.rules import apply_firings, current_rules
 
 __all__ = ["upsert"]
@@ -39,25 +39,34 @@ def upsert(context: ServerContext, payload: dict[str, Any]) -> tuple[int, dict[s
 def _match(
     connection: Connection, email: str | None, external_id: str | None, *, lock: bool
 ) -> dict[str, Any] | None:
-    """The target contact per §4's matching rules, or None to create one; 409 on a conflict."""
+    """The target contact per §4's matching rules, or None to create one; 409 on a conflict.
+
+    One query fetches both candidates (the external id's owner and the e-mail's owner), locked.
+    """
+    conditions = []
     if external_id is not None:
-        owner = find_by(connection, "external_id", external_id, lock=lock)
-        if owner is not None:
-            if email is not None and owner["email"] != email:
-                if find_by(connection, "email", email, lock=lock) is not None:
-                    raise identifier_conflict(email)
-            return owner
+        conditions.append(contacts.c.external_id == external_id)
     if email is not None:
-        owner = find_by(connection, "email", email, lock=lock)
-        if owner is not None:
-            if external_id is not None and owner["external_id"] not in (None, external_id):
-                raise ApiError(
-                    409,
-                    "identifier_conflict",
-                    f"email {email!r} belongs to a contact with another external_id",
-                    details=[{"field": "external_id", "message": "differs from the contact's"}],
-                )
-            return owner
+        conditions.append(contacts.c.email == email)
+    query = select(contacts).where(or_(*conditions))
+    if lock:
+        query = query.with_for_update()
+    rows = [dict(row) for row in connection.execute(query).mappings()]
+    by_external = next((r for r in rows if external_id and r["external_id"] == external_id), None)
+    by_email = next((r for r in rows if email and r["email"] == email), None)
+    if by_external is not None:
+        if by_email is not None and by_email["id"] != by_external["id"]:
+            raise identifier_conflict(email or "")
+        return by_external
+    if by_email is not None:
+        if external_id is not None and by_email["external_id"] is not None:
+            raise ApiError(
+                409,
+                "identifier_conflict",
+                f"email {email!r} belongs to a contact with another external_id",
+                details=[{"field": "external_id", "message": "differs from the contact's"}],
+            )
+        return by_email
     return None
 
 
