@@ -5,7 +5,10 @@ The public API is what ``__all__`` lists; everything else is internal.
 
 from __future__ import annotations
 
+from meisa_sync import signals
 from meisa_sync.app import SyncApp
+from meisa_sync.client import AsyncMeisaClient, MeisaClient
+from meisa_sync.contract import validate_upsert
 from meisa_sync.exceptions import (
     AuthenticationFailed,
     BadRequest,
@@ -24,6 +27,10 @@ from meisa_sync.exceptions import (
     StrictModeError,
     TransportError,
 )
+from meisa_sync.mapping import ContactMapping, CustomField, Field, Tags
+from meisa_sync.memory import InMemorySource, InMemoryStore
+from meisa_sync.pacing import Pacer
+from meisa_sync.payload import canonical_json, payload_hash
 from meisa_sync.records import (
     ChangeRecord,
     ClaimedObject,
@@ -34,20 +41,31 @@ from meisa_sync.records import (
     Priority,
     RecordState,
 )
+from meisa_sync.report import DrainReport
+from meisa_sync.retry import RetryPolicy
 from meisa_sync.source import ObjectSource
 from meisa_sync.store import OutboxStore
+from meisa_sync.worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncMeisaClient",
     "AuthenticationFailed",
     "BadRequest",
     "ChangeRecord",
     "ClaimedObject",
     "ConfigurationError",
     "Conflict",
+    "ContactMapping",
+    "CustomField",
+    "DrainReport",
+    "Field",
+    "InMemorySource",
+    "InMemoryStore",
     "MappingDeclarationError",
     "MeisaAPIError",
+    "MeisaClient",
     "MeisaError",
     "MeisaSyncError",
     "NewChange",
@@ -57,14 +75,22 @@ __all__ = [
     "Operation",
     "OutboxStats",
     "OutboxStore",
+    "Pacer",
     "PayloadError",
     "PayloadTooLarge",
     "PermissionDenied",
     "Priority",
     "RateLimited",
     "RecordState",
+    "RetryPolicy",
     "ServerError",
     "StrictModeError",
     "SyncApp",
+    "Tags",
     "TransportError",
+    "Worker",
+    "canonical_json",
+    "payload_hash",
+    "signals",
+    "validate_upsert",
 ]
