@@ -4,13 +4,13 @@
 
     MeisaSyncError
     ├── ConfigurationError            a setting or registration is missing or wrong
-    │   └── MappingDeclarationError   a ContactMapping subclass is declared wrongly (raised at class definition)
+    │   └── MappingDeclarationError   a ContactMapping subclass is declared wrongly
     ├── PayloadError                  a value cannot become a valid upsert payload; names the field
     ├── StrictModeError               strict mode (tests) refused a change at save time
     └── MeisaError                    talking to Meisa failed
         ├── TransportError            no complete HTTP response: timeout, refused, reset
         └── MeisaAPIError             Meisa answered with an error status
-            ├── BadRequest            400 (validation_error, invalid_json, ambiguous_credentials, ...)
+            ├── BadRequest            400 (validation_error, invalid_json, ...)
             ├── AuthenticationFailed  401
             ├── PermissionDenied      403
             ├── NotFound              404

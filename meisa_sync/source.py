@@ -14,9 +14,11 @@ __all__ = ["ObjectSource"]
 class ObjectSource(Protocol):
     """Loads the objects a batch of change records points at.
 
-    ``load`` returns ``{pk: object}`` for the keys that still exist (a missing pk means the object is
-    gone). Implementations load the mapping's related paths (``mapping.related_paths``) in as few
-    queries as the framework allows, and must see committed state only.
+    ``load`` returns ``{pk: object}`` for the keys that still exist (a missing pk means the object
+    is gone). Implementations load the mapping's related paths (``mapping.related_paths``) in as
+    few queries as the framework allows, and must see committed state only.
     """
 
-    def load(self, model: str, pks: Sequence[str], mapping: ContactMapping) -> dict[str, object]: ...
+    def load(
+        self, model: str, pks: Sequence[str], mapping: ContactMapping
+    ) -> dict[str, object]: ...

@@ -6,15 +6,15 @@ Implementations: ``meisa_sync.memory.InMemoryStore`` (tests, the reference for s
 Semantics every implementation keeps (``tests/core/store_contract.py`` checks them):
 
 - Records are ``pending`` or ``dead``; an acknowledged record is deleted.
-- Leases are per *object*, not per record: ``claim`` leases whole objects, and while an object's lease
-  is alive no other worker can claim any of its records, old or new. That is what keeps at most one
-  request per object in flight across all workers (CONTRACT.md §10.3).
-- ``claim`` returns up to ``limit`` objects that have at least one due pending record and no live lease
-  held by another worker (an expired lease is free), ordered by their best (priority, id); each with all
-  its due pending records. Claimed records stay ``pending``: a worker that dies leaves them to be
-  claimed again once the lease expires.
-- ``ack``/``retry``/``dead``/``release`` act only on the given record ids of an object and release that
-  object's lease; records that arrived while the request was in flight stay pending.
+- Leases are per *object*, not per record: ``claim`` leases whole objects, and while an object's
+  lease is alive no other worker can claim any of its records, old or new. That is what keeps at
+  most one request per object in flight across all workers (CONTRACT.md §10.3).
+- ``claim`` returns up to ``limit`` objects that have at least one due pending record and no live
+  lease held by another worker (an expired lease is free), ordered by their best (priority, id);
+  each with all its due pending records. Claimed records stay ``pending``: a worker that dies
+  leaves them to be claimed again once the lease expires.
+- ``ack``/``retry``/``dead``/``release`` act only on the given record ids of an object and release
+  that object's lease; records that arrived while the request was in flight stay pending.
 - ``renew`` extends leases still held by the worker and returns the keys it still holds.
 """
 
@@ -75,7 +75,9 @@ class OutboxStore(abc.ABC):
         """Put the records back to pending, due at ``available_at``; release the lease."""
 
     @abc.abstractmethod
-    def dead(self, worker_id: str, key: ObjectKey, record_ids: Sequence[int], *, error: str) -> None:
+    def dead(
+        self, worker_id: str, key: ObjectKey, record_ids: Sequence[int], *, error: str
+    ) -> None:
         """Mark the records dead with ``error``; release the lease."""
 
     @abc.abstractmethod
@@ -95,5 +97,7 @@ class OutboxStore(abc.ABC):
         """Dead records, newest first."""
 
     @abc.abstractmethod
-    def purge(self, *, older_than: timedelta | None = None, record_ids: Sequence[int] | None = None) -> int:
+    def purge(
+        self, *, older_than: timedelta | None = None, record_ids: Sequence[int] | None = None
+    ) -> int:
         """Delete dead records (only dead ones); return how many."""
