@@ -13,7 +13,7 @@ from meisa_sync_django.registry import resolve_model
 if TYPE_CHECKING:
     from meisa_sync.mapping import ContactMapping
 
-__all__ = ["DjangoSource"]
+__all__ = ["DjangoSource", "relation_lookup"]
 
 
 class DjangoSource:
@@ -58,7 +58,7 @@ class DjangoSource:
             joined: list[str] = []
             prefetched: list[str] = []
             for path in sorted(mapping.related_paths):
-                lookup = _lookup(model, path)
+                lookup = relation_lookup(model, path)
                 if lookup is None:
                     continue  # a property or method: nothing to load ahead
                 single_valued, django_path = lookup
@@ -67,7 +67,7 @@ class DjangoSource:
         return plan
 
 
-def _lookup(model: type[models.Model], path: str) -> tuple[bool, str] | None:
+def relation_lookup(model: type[models.Model], path: str) -> tuple[bool, str] | None:
     """Whether the dotted relation path is single-valued all the way, and its ``__`` form.
 
     None when the path does not start with a relation (an attribute the ORM cannot load ahead);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
@@ -10,9 +11,10 @@ from meisa_sync.mapping import ContactMapping, Field
 from meisa_sync_django import register
 from meisa_sync_django.exceptions import ImproperlyConfigured
 from meisa_sync_django.registry import MappingRegistry, registry
+from meisa_sync_django.source import relation_lookup
 from tests.django.helpers import USER, records
 from tests.django.testapp.meisa import UserMapping
-from tests.django.testapp.models import BetaUser, Team, User
+from tests.django.testapp.models import BetaUser, Invoice, Subscription, Team, User
 
 
 def test_meisa_py_modules_are_discovered_at_start() -> None:
@@ -94,3 +96,29 @@ def test_a_proxy_save_records_its_concrete_model() -> None:
     pk = str(beta.pk)
     beta.delete()
     assert records("default") == [(USER, pk, "upsert"), (USER, pk, "delete")]
+
+
+def test_a_related_path_of_several_steps_reaches_the_user() -> None:
+    class InvoiceWatching(ContactMapping):
+        model = User
+        related: ClassVar[dict[Any, str]] = {Invoice: "subscription.user"}
+        email = Field("email")
+
+    local = MappingRegistry()
+    local.register(InvoiceWatching)
+    local.mapped_models()
+    (watch,) = local.for_sender(Invoice)[1]
+    assert watch.fk_attname is None
+    user = User(pk=7)
+    invoice = Invoice(subscription=Subscription(user=user), amount=Decimal("9.00"))
+    assert watch.target_pk(invoice) == 7
+    assert watch.target_pk(Invoice(amount=Decimal("1"))) is None
+
+
+def test_the_source_joins_single_valued_paths_and_prefetches_the_rest() -> None:
+    assert relation_lookup(User, "subscription") == (True, "subscription")
+    assert relation_lookup(Invoice, "subscription.user") == (True, "subscription__user")
+    assert relation_lookup(Subscription, "invoices") == (False, "invoices")
+    assert relation_lookup(User, "subscription.plan") == (True, "subscription")
+    assert relation_lookup(User, "email") is None
+    assert relation_lookup(User, "full_name") is None

@@ -35,3 +35,12 @@ class BetaUser(User):
 
     class Meta:
         proxy = True
+
+
+class Invoice(models.Model):
+    """Two steps from the user: a related path through a related model."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="invoices"
+    )
+    amount = models.DecimalField(max_digits=8, decimal_places=2)
