@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -212,20 +213,27 @@ def measure(database_url: str, *, seconds: float, rounds: int, contacts: int) ->
             for name, (send, counter) in workloads.items():
                 samples[name].append(rate(client, send, counter, seconds))
     return Result(
-        backend=database_url.split(":", 1)[0].split("+", 1)[0],
+        backend=backend_label(database_url),
         health=statistics.median(samples["health"]),
         unique=statistics.median(samples["unique"]),
         repeated=statistics.median(samples["repeated"]),
     )
 
 
+def backend_label(database_url: str) -> str:
+    """``sqlite``, ``postgresql``..., then any connection options: they change the figures."""
+    parts = urllib.parse.urlsplit(database_url)
+    backend = parts.scheme.split("+", 1)[0]
+    return f"{backend} {urllib.parse.unquote(parts.query)}" if parts.query else backend
+
+
 def report(results: list[Result]) -> str:
     lines = [
-        f"{'backend':<12}{'health/s':>10}{'unique/s':>10}{'ratio':>8}{'repeated/s':>12}{'ratio':>8}",
+        f"{'backend':<44}{'health/s':>10}{'unique/s':>10}{'ratio':>8}{'repeated/s':>12}{'ratio':>8}",
     ]
     for result in results:
         lines.append(
-            f"{result.backend:<12}{result.health:>10.0f}{result.unique:>10.0f}"
+            f"{result.backend:<44}{result.health:>10.0f}{result.unique:>10.0f}"
             f"{result.unique / result.health:>8.2f}{result.repeated:>12.0f}"
             f"{result.repeated / result.health:>8.2f}"
         )
