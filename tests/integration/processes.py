@@ -138,7 +138,11 @@ class ServerProcess:
         self._http.close()
 
     def __enter__(self) -> ServerProcess:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
@@ -255,7 +259,6 @@ def run_worker(argv: Sequence[str]) -> int:
 
     from meisa_sync.client import MeisaClient
     from meisa_sync.demo.mapping import UserMapping
-    from meisa_sync.pacing import Pacer
     from meisa_sync.retry import RetryPolicy
     from meisa_sync.worker import Worker
     from meisa_sync_sqlalchemy import SQLAlchemySync
@@ -269,8 +272,6 @@ def run_worker(argv: Sequence[str]) -> int:
     parser.add_argument("--lease", type=float, default=3.0)
     parser.add_argument("--retry-base", type=float, default=0.05)
     parser.add_argument("--retry-cap", type=float, default=1.0)
-    parser.add_argument("--pace", action="store_true", help="pace to the key's limits")
-    parser.add_argument("--once", action="store_true", help="drain what is due, then exit")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, format=f"%(asctime)s worker {os.getpid()} %(name)s %(message)s"
@@ -287,11 +288,10 @@ def run_worker(argv: Sequence[str]) -> int:
         concurrency=args.concurrency,
         lease=timedelta(seconds=args.lease),
         retry_policy=RetryPolicy(base=args.retry_base, cap=args.retry_cap),
-        pacer=Pacer() if args.pace else None,
         idle_poll=0.3,
     )
     try:
-        report = worker.run_once() if args.once else worker.run()
+        report = worker.run()
         print(f"worker {os.getpid()} done: {report.summary()}", flush=True)
     finally:
         worker.close()
