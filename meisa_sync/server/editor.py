@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
 
 from meisa_sync.server.activity import KINDS
 from meisa_sync.server.context import ServerContext, format_time
@@ -46,6 +46,36 @@ links = cast(Table, ContactTag.__table__)
 enrollments = cast(Table, Enrollment.__table__)
 sequences = cast(Table, Sequence.__table__)
 activity = cast(Table, Activity.__table__)
+
+# Built once: constructing and cache-keying a statement per call is a large share of an upsert.
+_INSERT_CONTACT = insert(contacts)
+_UPDATE_CONTACT = update(contacts).where(contacts.c.id == bindparam("contact_key"))
+_CONTACT_TAGS = (
+    select(tags_table.c.id, tags_table.c.name, tags_table.c.name_key)
+    .join(links, links.c.tag_id == tags_table.c.id)
+    .where(links.c.contact_id == bindparam("contact_key"))
+)
+_INSERT_LINK = insert(links)
+_DELETE_LINK = delete(links).where(
+    and_(links.c.contact_id == bindparam("contact_key"), links.c.tag_id == bindparam("tag_key"))
+)
+_HISTORY = (
+    select(enrollments)
+    .where(
+        and_(
+            enrollments.c.contact_id == bindparam("contact_key"),
+            enrollments.c.sequence_id == bindparam("sequence_key"),
+        )
+    )
+    .order_by(enrollments.c.seq)
+)
+_INSERT_ENROLLMENT = insert(enrollments)
+_EXIT_ENROLLMENT = update(enrollments).where(enrollments.c.id == bindparam("enrollment_key"))
+_INSERT_ACTIVITY = insert(activity)
+_FIND_TAG = select(tags_table.c.id, tags_table.c.name).where(
+    tags_table.c.name_key == bindparam("name_key_value")
+)
+_INSERT_TAG = insert(tags_table)
 
 
 @dataclass(frozen=True)
@@ -138,7 +168,7 @@ class ContactEditor:
             "created_at": now,
             "updated_at": now,
         }
-        connection.execute(insert(contacts).values(row))
+        connection.execute(_INSERT_CONTACT, row)
         return cls(connection, row, now, created=True, cache=cache)
 
     def set(self, column: str, value: Any) -> None:
@@ -156,11 +186,7 @@ class ContactEditor:
     def tags(self) -> dict[str, dict[str, str]]:
         """The contact's tags by lower-cased name."""
         if self._tags is None:
-            rows = self.connection.execute(
-                select(tags_table.c.id, tags_table.c.name, tags_table.c.name_key)
-                .join(links, links.c.tag_id == tags_table.c.id)
-                .where(links.c.contact_id == self.id)
-            )
+            rows = self.connection.execute(_CONTACT_TAGS, {"contact_key": self.id})
             self._tags = {row.name_key: {"id": row.id, "name": row.name} for row in rows}
         return self._tags
 
@@ -172,7 +198,7 @@ class ContactEditor:
             return False
         tag = get_or_create_tag(self.connection, name, self.now, self.cache)[0]
         self.connection.execute(
-            insert(links).values(contact_id=self.id, tag_id=tag["id"], added_at=self.now)
+            _INSERT_LINK, {"contact_id": self.id, "tag_id": tag["id"], "added_at": self.now}
         )
         current[key] = tag
         self.touched = True
@@ -184,9 +210,7 @@ class ContactEditor:
         tag = self.tags().pop(name.lower(), None)
         if tag is None:
             return False
-        self.connection.execute(
-            delete(links).where(and_(links.c.contact_id == self.id, links.c.tag_id == tag["id"]))
-        )
+        self.connection.execute(_DELETE_LINK, {"contact_key": self.id, "tag_key": tag["id"]})
         self.touched = True
         self.log("tag_removed", {"tag": tag["name"], **(via or {})})
         return True
@@ -195,14 +219,7 @@ class ContactEditor:
         if self.created:
             return []
         rows = self.connection.execute(
-            select(enrollments)
-            .where(
-                and_(
-                    enrollments.c.contact_id == self.id,
-                    enrollments.c.sequence_id == sequence.id,
-                )
-            )
-            .order_by(enrollments.c.seq)
+            _HISTORY, {"contact_key": self.id, "sequence_key": sequence.id}
         ).mappings()
         return [dict(row) for row in rows]
 
@@ -225,7 +242,7 @@ class ContactEditor:
             "exited_at": None,
             "seq": len(history) + 1,
         }
-        self.connection.execute(insert(enrollments).values(row))
+        self.connection.execute(_INSERT_ENROLLMENT, row)
         self.log("enrolled", {"sequence": sequence.slug, **(via or {})})
         return True, enrollment_view(row, sequence.slug)
 
@@ -238,9 +255,8 @@ class ContactEditor:
             return None
         row = {**active[-1], "status": "exited", "exited_at": self.now}
         self.connection.execute(
-            update(enrollments)
-            .where(enrollments.c.id == row["id"])
-            .values(status="exited", exited_at=self.now)
+            _EXIT_ENROLLMENT,
+            {"enrollment_key": row["id"], "status": "exited", "exited_at": self.now},
         )
         self.log("unenrolled", {"sequence": sequence.slug, **(via or {})})
         return enrollment_view(row, sequence.slug)
@@ -251,11 +267,11 @@ class ContactEditor:
             self.set("updated_at", self.now)
         if self._changed_columns:
             self.connection.execute(
-                update(contacts).where(contacts.c.id == self.id).values(self._changed_columns)
+                _UPDATE_CONTACT, {"contact_key": self.id, **self._changed_columns}
             )
             self._changed_columns = {}
         if self._activity:
-            self.connection.execute(insert(activity), self._activity)
+            self.connection.execute(_INSERT_ACTIVITY, self._activity)
             self._activity = []
         return contact_view(self.values, list(self.tags().values()))
 
@@ -271,9 +287,7 @@ def get_or_create_tag(
     key = name.lower()
 
     def load() -> dict[str, str] | None:
-        row = connection.execute(
-            select(tags_table.c.id, tags_table.c.name).where(tags_table.c.name_key == key)
-        ).first()
+        row = connection.execute(_FIND_TAG, {"name_key_value": key}).first()
         return None if row is None else {"id": row.id, "name": row.name}
 
     found = cache.cached(f"{TAGS_CACHE}:{key}", load) if cache is not None else load()
@@ -281,5 +295,5 @@ def get_or_create_tag(
         return found, False
     tag = {"id": new_id(), "name": name}
     # A concurrent creator's row makes this fail; the transaction is then retried.
-    connection.execute(insert(tags_table).values(**tag, name_key=key, created_at=now))
+    connection.execute(_INSERT_TAG, {**tag, "name_key": key, "created_at": now})
     return tag, True

@@ -8,9 +8,10 @@ is retried from the start and then finds the winner's contact.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from meisa_sync.contract import MAX_CUSTOM_FIELDS
@@ -36,6 +37,17 @@ def upsert(context: ServerContext, payload: dict[str, Any]) -> tuple[int, dict[s
     )
 
 
+@functools.cache
+def _candidates(by_external_id: bool, by_email: bool, lock: bool) -> Select[Any]:
+    conditions = []
+    if by_external_id:
+        conditions.append(contacts.c.external_id == bindparam("external_key"))
+    if by_email:
+        conditions.append(contacts.c.email == bindparam("email_key"))
+    query = select(contacts).where(or_(*conditions))
+    return query.with_for_update() if lock else query
+
+
 def _match(
     connection: Connection, email: str | None, external_id: str | None, *, lock: bool
 ) -> dict[str, Any] | None:
@@ -43,15 +55,9 @@ def _match(
 
     One query fetches both candidates (the external id's owner and the e-mail's owner), locked.
     """
-    conditions = []
-    if external_id is not None:
-        conditions.append(contacts.c.external_id == external_id)
-    if email is not None:
-        conditions.append(contacts.c.email == email)
-    query = select(contacts).where(or_(*conditions))
-    if lock:
-        query = query.with_for_update()
-    rows = [dict(row) for row in connection.execute(query).mappings()]
+    query = _candidates(external_id is not None, email is not None, lock)
+    parameters = {"external_key": external_id, "email_key": email}
+    rows = [dict(row) for row in connection.execute(query, parameters).mappings()]
     by_external = next((r for r in rows if external_id and r["external_id"] == external_id), None)
     by_email = next((r for r in rows if email and r["email"] == email), None)
     if by_external is not None:
