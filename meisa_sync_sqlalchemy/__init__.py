@@ -20,14 +20,28 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from meisa_sync_sqlalchemy.app import SQLAlchemySync
 from meisa_sync_sqlalchemy.backfill import BackfillProgress, BackfillResult
+from meisa_sync_sqlalchemy.exceptions import (
+    MissingTablesError,
+    UnknownModelError,
+    UnsupportedDatabaseError,
+    UnsupportedPrimaryKeyError,
+)
 from meisa_sync_sqlalchemy.recording import record_change, record_select
+from meisa_sync_sqlalchemy.source import SessionSource
+from meisa_sync_sqlalchemy.store import SQLAlchemyStore
 from meisa_sync_sqlalchemy.tables import OutboxTables, outbox_tables
 
 __all__ = [
     "BackfillProgress",
     "BackfillResult",
+    "MissingTablesError",
     "OutboxTables",
+    "SQLAlchemyStore",
     "SQLAlchemySync",
+    "SessionSource",
+    "UnknownModelError",
+    "UnsupportedDatabaseError",
+    "UnsupportedPrimaryKeyError",
     "outbox_tables",
     "record_change",
     "record_select",

@@ -17,6 +17,7 @@ from sqlalchemy.orm.interfaces import MANYTOONE
 
 from meisa_sync.exceptions import ConfigurationError
 from meisa_sync.records import ObjectKey
+from meisa_sync_sqlalchemy.exceptions import UnsupportedPrimaryKeyError
 
 if TYPE_CHECKING:
     from meisa_sync.mapping import ContactMapping
@@ -61,7 +62,7 @@ class WatchedModel:
             )
         mapper = _mapper(model)
         if len(mapper.primary_key) != 1:
-            raise ConfigurationError(
+            raise UnsupportedPrimaryKeyError(
                 f"{model.__name__} has a composite primary key; meisa-sync needs a single-column "
                 "primary key on the mapped user model"
             )

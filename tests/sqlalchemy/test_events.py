@@ -415,6 +415,13 @@ def test_scoped_session(make_sync: MakeSync, engine: Engine) -> None:
     assert records(engine) == [upsert(user_id), upsert(user_id, {"source": "scoped"})]
 
 
+def test_the_public_api_is_sorted_and_complete() -> None:
+    import meisa_sync_sqlalchemy
+
+    assert meisa_sync_sqlalchemy.__all__ == sorted(set(meisa_sync_sqlalchemy.__all__))
+    assert all(hasattr(meisa_sync_sqlalchemy, name) for name in meisa_sync_sqlalchemy.__all__)
+
+
 def test_a_sessionmaker_without_bind_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="no bind"):
         SQLAlchemySync(sessionmaker(), [UserMapping()])
