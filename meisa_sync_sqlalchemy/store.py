@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import MetaData, delete, func, insert, select, update
+from sqlalchemy import MetaData, create_engine, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 from meisa_sync.records import (
     ChangeRecord,
@@ -62,6 +63,21 @@ class SQLAlchemyStore(OutboxStore):
         self.tables: OutboxTables = outbox_tables(metadata if metadata is not None else MetaData())
         self._backend = Backend(engine, busy_timeout=busy_timeout)
         self._clock = clock or _utc_now
+        self._owns_engine = False
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> SQLAlchemyStore:
+        """A store on its own engine for ``url`` (no pool: for short-lived commands); ``close()``
+        disposes of it."""
+        store = cls(create_engine(url, poolclass=NullPool), **kwargs)
+        store._owns_engine = True
+        return store
+
+    def close(self) -> None:
+        """Dispose of the engine if the store made it (``from_url``); an engine you passed in
+        stays yours."""
+        if self._owns_engine:
+            self.engine.dispose()
 
     def create_tables(self) -> None:
         """Create the two tables (and their indexes) where they do not exist yet."""

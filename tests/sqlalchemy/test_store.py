@@ -5,17 +5,24 @@ timestamps across time zones)."""
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, create_engine, event, select
 
+from meisa_sync.cli import main
+from meisa_sync.exceptions import ConfigurationError
 from meisa_sync.records import ObjectKey, Priority
 from meisa_sync.store import OutboxStore
+from meisa_sync_sqlalchemy.connector import store_from_url
+from meisa_sync_sqlalchemy.exceptions import MissingTablesError
 from meisa_sync_sqlalchemy.store import SQLAlchemyStore
 from tests.core.store_contract import LONG_LEASE, StoreContract, make_changes
 
@@ -280,3 +287,77 @@ def test_create_tables_twice_is_harmless(store: SQLAlchemyStore) -> None:
 def test_store_is_an_outbox_store(store: SQLAlchemyStore) -> None:
     assert isinstance(store, OutboxStore)
     assert "SQLAlchemyStore(" in repr(store)
+
+
+# -- store_from_url (meisa-sync status/retry/purge --database-url) ---------------------------------
+
+
+def test_store_from_url_reaches_the_outbox_through_the_cli(
+    store: SQLAlchemyStore, database_url: str
+) -> None:
+    store.enqueue(make_changes(3))
+    (doomed,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+    store.dead("w1", doomed.key, doomed.record_ids, error="400 validation_error: email")
+
+    result = CliRunner().invoke(main, ["status", "--json", "--database-url", database_url])
+
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert (status["pending"], status["dead"]) == (2, 1)
+    assert "400 validation_error: email" in result.output
+
+    retried = CliRunner().invoke(main, ["retry", "--all", "--database-url", database_url])
+    assert retried.exit_code == 0, retried.output
+    assert store.stats().dead == 0 and store.stats().pending == 3
+
+
+def test_store_from_url_owns_and_closes_its_engine(
+    store: SQLAlchemyStore, database_url: str
+) -> None:
+    from_url = store_from_url(database_url)
+    try:
+        assert from_url.enqueue(make_changes(1)) == [1]
+        assert store.stats().pending == 1
+    finally:
+        from_url.close()
+    store.close()  # an engine passed in stays usable
+    assert store.stats().pending == 1
+
+
+def test_store_from_url_without_the_tables(database_url: str) -> None:
+    with pytest.raises(MissingTablesError, match="meisa_sync_outbox or meisa_sync_object_state"):
+        store_from_url(database_url)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "is not a database URL"),
+        ("nosuchdb://host/db", "no driver for 'nosuchdb'"),
+        ("postgresql+nosuchdriver://u:secret@h/db", r"u:\*\*\*@h/db.*no driver"),
+    ],
+)
+def test_store_from_url_explains_a_bad_url(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as raised:
+        store_from_url(url)
+    assert "secret" not in str(raised.value)
+
+
+def test_store_from_url_explains_an_unreachable_server() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"cannot reach postgresql://u:\*\*\*@127.0.0.1:1/db"
+    ):
+        store_from_url("postgres://u:secret@127.0.0.1:1/db")
+
+
+def test_store_from_url_reads_an_asyncio_url_with_a_sync_driver(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    creator = SQLAlchemyStore.from_url(f"sqlite:///{path}")
+    creator.create_tables()
+    creator.close()
+    store = store_from_url(f"sqlite+aiosqlite:///{path}")
+    try:
+        assert store.engine.dialect.driver == "pysqlite"
+        assert store.stats().pending == 0
+    finally:
+        store.close()
