@@ -66,7 +66,19 @@ def make_engine(url: str) -> Engine:
     if url.startswith("mysql://") or url.startswith("mariadb://"):
         url = "mysql+pymysql://" + url.split("://", 1)[1]
     # No pool_pre_ping: it costs a round trip per checkout; pool_recycle retires stale connections.
-    return create_engine(url, isolation_level="READ COMMITTED", pool_recycle=1800)
+    engine = create_engine(url, isolation_level="READ COMMITTED", pool_recycle=1800)
+    if engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # The durability SQLite's WAL with synchronous=NORMAL gives: a commit does not wait
+            # for its WAL flush, so a power cut may lose the last moments, never consistency.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET synchronous_commit TO off")
+            cursor.close()
+            dbapi_connection.commit()
+
+    return engine
 
 
 class Database:
