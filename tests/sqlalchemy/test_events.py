@@ -20,6 +20,7 @@ from meisa_sync.client import MeisaClient
 from meisa_sync.demo.mapping import UserMapping
 from meisa_sync.demo.models import Base, Subscription, User
 from meisa_sync.exceptions import ConfigurationError, PayloadError, StrictModeError
+from meisa_sync.mapping import CustomField
 from meisa_sync.records import Priority
 from meisa_sync.worker import Worker
 from meisa_sync_sqlalchemy import SQLAlchemySync, outbox_tables, record_change, record_select
@@ -45,8 +46,9 @@ def maker(engine: Engine) -> sessionmaker[Session]:
 def make_sync(engine: Engine, maker: sessionmaker[Session]) -> Iterator[MakeSync]:
     created: list[SQLAlchemySync] = []
 
-    def make(bind: Any = None, **options: Any) -> SQLAlchemySync:
-        sync = SQLAlchemySync(maker if bind is None else bind, [UserMapping()], **options)
+    def make(bind: Any = None, mapping: Any = None, **options: Any) -> SQLAlchemySync:
+        mappings = [mapping or UserMapping()]
+        sync = SQLAlchemySync(maker if bind is None else bind, mappings, **options)
         created.append(sync)
         Base.metadata.create_all(engine)
         return sync
@@ -241,6 +243,26 @@ def test_a_flush_changing_no_mapped_column_records_nothing(
         user = session.get_one(User, user_id)
         user.first_name = user.first_name  # set, but to the same value
     assert records(engine) == []
+
+
+class OpaqueMapping(UserMapping):
+    # A callable without depends_on: which attributes it reads is unknowable.
+    greeting = CustomField(lambda user: f"Hello {user.first_name}")
+
+
+def test_an_opaque_mapping_counts_every_column_change(
+    make_sync: MakeSync, maker: sessionmaker[Session], engine: Engine
+) -> None:
+    make_sync(mapping=OpaqueMapping())
+    assert OpaqueMapping().local_attributes is None
+    user_id = add_user(maker)
+    clear_outbox(engine)
+    with maker.begin() as session:
+        session.get_one(User, user_id).last_login_at = datetime.now(timezone.utc)
+    with maker.begin() as session:
+        user = session.get_one(User, user_id)
+        user.first_name = user.first_name  # still no change
+    assert records(engine) == [upsert(user_id)]
 
 
 # -- deletes ---------------------------------------------------------------------------------
