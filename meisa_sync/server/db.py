@@ -96,6 +96,13 @@ class Database:
         Base.metadata.drop_all(self.engine)
 
     @property
+    def lock_style(self) -> str | None:
+        """How to lock a contact row read with an outer join: PostgreSQL needs ``FOR UPDATE OF``;
+        MariaDB/MySQL take a plain ``FOR UPDATE``; SQLite needs nothing (writers are serialised)."""
+        name = self.engine.dialect.name
+        return None if name == "sqlite" else "of" if name == "postgresql" else "plain"
+
+    @property
     def locks_rows(self) -> bool:
         """Whether ``SELECT ... FOR UPDATE`` means anything (SQLite already serialises writers)."""
         return self.engine.dialect.name != "sqlite"

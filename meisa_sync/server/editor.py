@@ -134,6 +134,7 @@ class ContactEditor:
         *,
         created: bool,
         cache: ServerContext | None = None,
+        tags: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.connection = connection
         self.cache = cache
@@ -144,7 +145,9 @@ class ContactEditor:
         # What the answer's updated_at reflects: any change to the contact or its tags.
         self.touched = created
         self._changed_columns: dict[str, Any] = {}
-        self._tags: dict[str, dict[str, str]] | None = {} if created else None
+        # The contact's tags by lower-cased name: known when created (none) or passed in,
+        # else read on first use.
+        self._tags: dict[str, dict[str, str]] | None = {} if created else tags
         self._activity: list[dict[str, Any]] = []
 
     @classmethod

@@ -19,7 +19,7 @@ from meisa_sync.server.activity import changes_json
 from meisa_sync.server.automations import evaluate
 from meisa_sync.server.changes import change_set, merge
 from meisa_sync.server.context import ServerContext
-from meisa_sync.server.editor import TAGS_CACHE, ContactEditor
+from meisa_sync.server.editor import TAGS_CACHE, ContactEditor, links, tags_table
 from meisa_sync.server.errors import ApiError, validation_error
 from meisa_sync.server.lookup import contacts, identifier_conflict
 from meisa_sync.server.rules import apply_firings, current_rules
@@ -38,34 +38,60 @@ def upsert(context: ServerContext, payload: dict[str, Any]) -> tuple[int, dict[s
 
 
 @functools.cache
-def _candidates(by_external_id: bool, by_email: bool, lock: bool) -> Select[Any]:
+def _candidates(by_external_id: bool, by_email: bool, lock: str | None) -> Select[Any]:
+    """Both possible targets of an upsert with their tags (a row per tag), in one query."""
     conditions = []
     if by_external_id:
         conditions.append(contacts.c.external_id == bindparam("external_key"))
     if by_email:
         conditions.append(contacts.c.email == bindparam("email_key"))
-    query = select(contacts).where(or_(*conditions))
+    query = (
+        select(
+            contacts,
+            tags_table.c.id.label("tag__id"),
+            tags_table.c.name.label("tag__name"),
+            tags_table.c.name_key.label("tag__key"),
+        )
+        .select_from(
+            contacts.outerjoin(links, links.c.contact_id == contacts.c.id).outerjoin(
+                tags_table, tags_table.c.id == links.c.tag_id
+            )
+        )
+        .where(or_(*conditions))
+    )
+    if lock == "of":  # PostgreSQL cannot lock the nullable side of an outer join
+        return query.with_for_update(of=contacts)
     return query.with_for_update() if lock else query
 
 
-def _match(
-    connection: Connection, email: str | None, external_id: str | None, *, lock: bool
-) -> dict[str, Any] | None:
-    """The target contact per §4's matching rules, or None to create one; 409 on a conflict.
+_TAG_COLUMNS = ("tag__id", "tag__name", "tag__key")
 
-    One query fetches both candidates (the external id's owner and the e-mail's owner), locked.
-    """
+
+def _match(
+    connection: Connection, email: str | None, external_id: str | None, *, lock: str | None
+) -> tuple[dict[str, Any], dict[str, dict[str, str]]] | None:
+    """The target contact per §4's matching rules with its tags, or None to create one; 409 on a
+    conflict. One query fetches both candidates (the external id's owner and the e-mail's)."""
     query = _candidates(external_id is not None, email is not None, lock)
     parameters = {"external_key": external_id, "email_key": email}
-    rows = [dict(row) for row in connection.execute(query, parameters).mappings()]
-    by_external = next((r for r in rows if external_id and r["external_id"] == external_id), None)
-    by_email = next((r for r in rows if email and r["email"] == email), None)
+    found: dict[str, tuple[dict[str, Any], dict[str, dict[str, str]]]] = {}
+    for row in connection.execute(query, parameters).mappings():
+        _, tags = found.setdefault(
+            row["id"], ({k: v for k, v in row.items() if k not in _TAG_COLUMNS}, {})
+        )
+        if row["tag__id"] is not None:
+            tags[row["tag__key"]] = {"id": row["tag__id"], "name": row["tag__name"]}
+    candidates = list(found.values())
+    by_external = next(
+        (c for c in candidates if external_id and c[0]["external_id"] == external_id), None
+    )
+    by_email = next((c for c in candidates if email and c[0]["email"] == email), None)
     if by_external is not None:
-        if by_email is not None and by_email["id"] != by_external["id"]:
+        if by_email is not None and by_email[0]["id"] != by_external[0]["id"]:
             raise identifier_conflict(email or "")
         return by_external
     if by_email is not None:
-        if external_id is not None and by_email["external_id"] is not None:
+        if external_id is not None and by_email[0]["external_id"] is not None:
             raise ApiError(
                 409,
                 "identifier_conflict",
@@ -82,8 +108,9 @@ def _upsert(
     connection = session.connection()
     now = context.now()
     email, external_id = payload.get("email"), payload.get("external_id")
-    stored = _match(connection, email, external_id, lock=context.db.locks_rows)
-    created = stored is None
+    matched = _match(connection, email, external_id, lock=context.db.lock_style)
+    created = matched is None
+    stored, stored_tags = matched if matched is not None else (None, {})
 
     old_fields: dict[str, Any] = stored or {}
     field_changes: dict[str, dict[str, Any]] = {}
@@ -104,7 +131,9 @@ def _upsert(
         values = {name: change["to"] for name, change in field_changes.items()}
         editor = ContactEditor.create(connection, {**values, "custom_fields": merged}, now, context)
     else:
-        editor = ContactEditor(connection, stored, now, created=False, cache=context)
+        editor = ContactEditor(
+            connection, stored, now, created=False, cache=context, tags=stored_tags
+        )
         for name, change in field_changes.items():
             editor.set(name, change["to"])
         if changes:
