@@ -9,18 +9,27 @@ import importlib.util
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, update
+from sqlalchemy import Engine, ForeignKey, String, create_engine, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, scoped_session, selectinload, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    scoped_session,
+    selectinload,
+    sessionmaker,
+)
 
 from meisa_sync.client import MeisaClient
 from meisa_sync.demo.mapping import UserMapping
 from meisa_sync.demo.models import Base, Subscription, User
 from meisa_sync.exceptions import ConfigurationError, PayloadError, StrictModeError
-from meisa_sync.mapping import CustomField
+from meisa_sync.mapping import ContactMapping, CustomField, Field
 from meisa_sync.records import Priority
 from meisa_sync.worker import Worker
 from meisa_sync_sqlalchemy import SQLAlchemySync, outbox_tables, record_change, record_select
@@ -567,3 +576,80 @@ def test_end_to_end_the_worker_sends_what_was_recorded(
     assert contact["custom_fields"]["plan"] == "pro"
     assert contact["custom_fields"]["upgraded_at"] == "2026-11-26"
     assert live_meisa.contact(external_id=str(staff_id)) is None  # should_sync said no
+
+
+# -- related paths of several steps ----------------------------------------------------------
+
+
+class OtherBase(DeclarativeBase):
+    pass
+
+
+class Account(OtherBase):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    plans: Mapped[list[Plan]] = relationship(back_populates="account")
+
+
+class Plan(OtherBase):
+    __tablename__ = "account_plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    account: Mapped[Account] = relationship(back_populates="plans")
+    invoices: Mapped[list[Invoice]] = relationship(back_populates="plan")
+
+
+class Invoice(OtherBase):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("account_plans.id"))
+    amount: Mapped[int] = mapped_column(default=0)
+    plan: Mapped[Plan] = relationship(back_populates="invoices")
+
+
+class AccountMapping(ContactMapping):
+    model = Account
+    related: ClassVar[dict[type, str]] = {Invoice: "plan.account"}
+    email = Field("email")
+    external_id = Field("id")
+
+
+def test_a_related_path_of_several_relationships(engine: Engine) -> None:
+    maker = sessionmaker(engine)
+    with SQLAlchemySync(maker, [AccountMapping()]):
+        OtherBase.metadata.create_all(engine)
+        with maker.begin() as session:
+            account = Account(email="acme@example.com")
+            plan = Plan(account=account)
+            session.add(Invoice(plan=plan, amount=10))
+            session.flush()
+            account_id = account.id
+        outbox = outbox_tables(OtherBase.metadata).outbox
+        with engine.begin() as connection:
+            connection.execute(outbox.delete())
+        with maker.begin() as session:
+            session.scalars(select(Invoice)).one().amount = 20
+        with engine.connect() as connection:
+            rows = connection.execute(select(outbox.c.model, outbox.c.object_pk)).all()
+        assert [tuple(row) for row in rows] == [("accounts", str(account_id))]
+    OtherBase.metadata.drop_all(engine)
+
+
+@pytest.mark.parametrize(
+    ("related", "message"),
+    [
+        ({Invoice: "plan.owner"}, "Plan has no relationship 'owner'"),
+        ({Invoice: "plan"}, "leads to Plan, not to Account"),
+        ({Invoice: "amount"}, "Invoice has no relationship 'amount'"),
+    ],
+)
+def test_a_related_path_that_does_not_lead_to_the_user_is_refused(
+    maker: sessionmaker[Session], related: dict[type, str], message: str
+) -> None:
+    mapping_class = type("Wrong", (AccountMapping,), {"related": related})
+    with pytest.raises(ConfigurationError, match=message):
+        SQLAlchemySync(maker, [mapping_class()])
