@@ -31,8 +31,9 @@ from typing import Any, Literal
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import InstanceState, Session, UOWTransaction
 
-from meisa_sync.exceptions import ConfigurationError, MeisaSyncError, PayloadError, StrictModeError
+from meisa_sync.exceptions import ConfigurationError, StrictModeError
 from meisa_sync.records import NewChange, ObjectKey, Operation
+from meisa_sync_sqlalchemy.strict import check_payloads
 from meisa_sync_sqlalchemy.watching import RelatedPath, WatchedModel, any_changed
 from meisa_sync_sqlalchemy.writing import OutboxWriter
 
@@ -274,23 +275,7 @@ class ChangeCapture:
         return any(isinstance(obj, r.model) for r in self.related) and any_changed(state)
 
     def _after_flush_postexec(self, session: Session, flush_context: UOWTransaction) -> None:
-        keys: set[ObjectKey] = session.info.pop(_STRICT, set())
-        for key in sorted(keys):
-            watched = next(w for w in self.watched if w.label == key.model)
-            obj = _lookup(session, watched, key)
-            if obj is None or not watched.mapping.should_sync(obj):
-                continue
-            try:
-                watched.mapping.build(obj)
-            except PayloadError as exc:
-                raise StrictModeError(
-                    f"{watched.model.__name__} {key.pk}: {exc} (strict mode builds the payload "
-                    "at save time; turn strict off in production)"
-                ) from exc
-            except MeisaSyncError:
-                raise
-            except Exception as exc:
-                raise StrictModeError(f"{watched.model.__name__} {key.pk}: {exc!r}") from exc
+        check_payloads(session, self.watched, session.info.pop(_STRICT, set()))
 
 
 _INSTALLED: list[ChangeCapture] = []
@@ -311,16 +296,6 @@ def capture_for(session: Session, obj: object) -> ChangeCapture:
         f"no meisa-sync registration watches {type(obj).__name__} on this session; register its "
         "ContactMapping with SQLAlchemySync (on this session's class or sessionmaker) first"
     )
-
-
-def _lookup(session: Session, watched: WatchedModel, key: ObjectKey) -> object | None:
-    pk_type = watched.mapper.primary_key[0].type
-    try:
-        pk: object = pk_type.python_type(key.pk)
-    except (NotImplementedError, TypeError, ValueError):
-        pk = key.pk
-    with session.no_autoflush:
-        return session.get(watched.model, pk)
 
 
 def pending_extras(session: Session) -> dict[InstanceState[Any], dict[str, Any]]:
