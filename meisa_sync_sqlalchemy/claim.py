@@ -55,6 +55,10 @@ def key_in(
     model: ColumnElement[str], object_pk: ColumnElement[str], keys: Sequence[ObjectKey]
 ) -> ColumnElement[bool]:
     """``(model, object_pk) IN (...)`` for ``keys``."""
+    if len(keys) == 1:
+        # MariaDB scans the whole table for an UPDATE whose row IN list has one row.
+        (key,) = keys
+        return and_(model == key.model, object_pk == key.pk)
     return tuple_(model, object_pk).in_([(key.model, key.pk) for key in keys])
 
 

@@ -181,15 +181,14 @@ class SQLAlchemyStore(OutboxStore):
 
         def ack(connection: Connection) -> None:
             self._delete_records(connection, key, record_ids)
-            connection.execute(
-                self._backend.insert_ignoring_existing(state),
-                [{"model": key.model, "object_pk": key.pk}],
-            )
-            connection.execute(
+            remembered = connection.execute(
                 update(state)
                 .where(state.c.model == key.model, state.c.object_pk == key.pk)
                 .values(values)
             )
+            if remembered.rowcount == 0:  # acknowledged without a claim: no state row yet
+                row = {"model": key.model, "object_pk": key.pk, **values}
+                connection.execute(self._backend.insert_ignoring_existing(state), [row])
             self._release(connection, worker_id, [key])
 
         self._backend.run(ack)
