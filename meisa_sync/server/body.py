@@ -7,6 +7,7 @@ routes pass to :func:`documented_body` only describe the body in the OpenAPI doc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -24,8 +25,13 @@ __all__ = ["Body", "JsonBody", "documented_body", "json_body", "parse_model"]
 @dataclass(frozen=True)
 class JsonBody:
     data: Any
-    digest: str
-    """SHA-256 of the body's canonical JSON: equal bodies, whatever their spacing, compare equal."""
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 of the body's canonical JSON: equal bodies, whatever their spacing, compare
+        equal (computed only for requests that carry an Idempotency-Key)."""
+        canonical = json.dumps(self.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _refuse_constant(name: str) -> Any:
@@ -56,8 +62,7 @@ async def json_body(request: Request) -> JsonBody:
     except (UnicodeDecodeError, ValueError) as exc:
         reason = "the body is empty" if not raw.strip() else f"the body is not JSON ({exc})"
         raise ApiError(400, "invalid_json", reason) from None
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return JsonBody(data, hashlib.sha256(canonical.encode()).hexdigest())
+    return JsonBody(data)
 
 
 def parse_model(model: type[BaseModel], data: Any) -> Any:
