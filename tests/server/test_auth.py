@@ -164,7 +164,8 @@ async def test_forged_expired_and_malformed_tokens_are_401(
     forged = issue_token(subject, secret="another secret", now=now)
     expired = issue_token(subject, secret=JWT_SECRET, now=now - 7200)
     unknown_user = issue_token("no-such-user", secret=JWT_SECRET, now=now)
-    none_alg = jwt.encode({"sub": subject, "iat": int(now), "exp": int(now) + 60}, None, "none")
+    unsigned = {"sub": subject, "iat": int(now), "exp": int(now) + 60}
+    none_alg = jwt.encode(unsigned, None, "none")  # type: ignore[arg-type]
     for token in (forged, expired, unknown_user, none_alg, "abc.def.ghi", good[:-4]):
         response = await meisa_async_client.get("/contacts/", headers=token_headers(token))
         assert_error(response, 401, "invalid_token")
@@ -199,7 +200,7 @@ async def test_no_plaintext_key_or_password_in_the_database(
     engine = meisa_app.state.meisa.db.engine
     metadata = MetaData()
     metadata.reflect(engine)
-    dump = []
+    dump: list[str] = []
     with engine.connect() as connection:
         for table in metadata.sorted_tables:
             dump.extend(repr(tuple(row)) for row in connection.execute(select(table)))

@@ -188,3 +188,48 @@ async def test_enroll_action_follows_reenrollment_rules(
         "signup",
         ["no_op", "no_op"],  # the contact kept free-plan, and welcome is not re-entered
     )
+
+
+async def test_unenroll_action_and_contact_created_event(
+    meisa_async_client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    await create_rule(
+        meisa_async_client,
+        admin_headers,
+        {
+            "name": "stop welcome on churn",
+            "position": 50,
+            "trigger": {"field": "plan", "from": {"exists": True}, "to": "churned"},
+            "actions": [{"type": "unenroll", "sequence": "welcome"}],
+        },
+    )
+
+    async def send(plan: str) -> dict[str, Any]:
+        response = await meisa_async_client.post(
+            "/contacts/upsert/",
+            json={"email": "u@x.io", "custom_fields": {"plan": plan}},
+            headers=key_headers(),
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
+    contact = await send("free")
+    await send("churned")
+    got = (
+        await meisa_async_client.get(f"/contacts/{contact['id']}/", headers=admin_headers)
+    ).json()
+    statuses = {e["sequence"]: e["status"] for e in got["enrollments"]}
+    assert statuses == {"welcome": "exited", "win-back": "active"}
+    assert (await fired(meisa_async_client, admin_headers, contact["id"]))[-1] == (
+        "stop welcome on churn",
+        ["applied"],
+    )
+    log = (
+        await meisa_async_client.get(f"/contacts/{contact['id']}/activity/", headers=admin_headers)
+    ).json()
+    assert log[-1]["kind"] == "unenrolled"
+    assert log[-1]["data"] == {
+        "sequence": "welcome",
+        "rule_id": log[-2]["data"]["rule_id"],
+        "rule_name": "stop welcome on churn",
+    }

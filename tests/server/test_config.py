@@ -138,7 +138,7 @@ async def test_the_bootstrap_key_has_every_scope(tmp_path: Path) -> None:
     ("config", "message"),
     [
         ({"api_keys": [{"key": "short"}]}, "api_keys[0].key"),
-        ({"api_keys": [{"key": "meisa_live_" + "a" * 32, "scopes": ["all"]}]}, "api_keys[0].scopes"),
+        ({"api_keys": [{"key": "meisa_live_" + "a" * 32, "scopes": ["x"]}]}, "api_keys[0].scopes"),
         ({"users": [{"username": "x"}]}, "users[0].password"),
         ({"sequences": [{"slug": "Not A Slug"}]}, "sequences[0].slug"),
         ({"automations": [{"name": "x", "trigger": {"field": "plan"}, "actions": [

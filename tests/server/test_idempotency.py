@@ -30,7 +30,7 @@ async def post(
 async def test_replay_returns_the_first_answer(
     meisa_async_client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    body = {"email": "i@x.io", "custom_fields": {"plan": "free"}}
+    body: dict[str, object] = {"email": "i@x.io", "custom_fields": {"plan": "free"}}
     first = await post(meisa_async_client, body, "42-abc")
     assert first.status_code == 201
     assert "Idempotent-Replayed" not in first.headers

@@ -56,7 +56,7 @@ def summary(entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 async def test_signup_upgrade_churn(
     meisa_async_client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    signup = {
+    signup: dict[str, Any] = {
         "email": "jane@example.com",
         "external_id": "usr_123",
         "first_name": "Jane",
