@@ -30,7 +30,7 @@ from meisa_sync.report import DrainReport
 from meisa_sync.worker import Worker
 from meisa_sync_sqlalchemy import SQLAlchemySync, record_change
 
-__all__ = ["STORY_USERS", "DemoApp", "DemoSummary", "play_crowd", "play_story"]
+__all__ = ["STORY_USERS", "DemoApp", "DemoSummary", "describe", "play_crowd", "play_story"]
 
 STORY_USERS = ("ada@example.com", "grace@example.com")
 

@@ -32,7 +32,13 @@ from meisa_sync.exceptions import ConfigurationError, PayloadError, StrictModeEr
 from meisa_sync.mapping import ContactMapping, CustomField, Field
 from meisa_sync.records import Priority
 from meisa_sync.worker import Worker
-from meisa_sync_sqlalchemy import SQLAlchemySync, outbox_tables, record_change, record_select
+from meisa_sync_sqlalchemy import (
+    SQLAlchemySync,
+    UnsupportedPrimaryKeyError,
+    outbox_tables,
+    record_change,
+    record_select,
+)
 from tests.fixtures.server import LiveMeisa
 
 Row = tuple[str, str, str, Any, Any, int]
@@ -653,3 +659,30 @@ def test_a_related_path_that_does_not_lead_to_the_user_is_refused(
     mapping_class = type("Wrong", (AccountMapping,), {"related": related})
     with pytest.raises(ConfigurationError, match=message):
         SQLAlchemySync(maker, [mapping_class()])
+
+
+class Membership(OtherBase):
+    __tablename__ = "memberships"
+
+    team_id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+
+
+class NotMapped:
+    id = 1
+
+
+def test_models_the_capture_cannot_watch_are_refused(maker: sessionmaker[Session]) -> None:
+    class MembershipMapping(ContactMapping):
+        model = Membership
+        email = Field("email")
+
+    class PlainMapping(ContactMapping):
+        model = NotMapped
+        external_id = Field("id")
+
+    with pytest.raises(UnsupportedPrimaryKeyError, match="composite primary key"):
+        SQLAlchemySync(maker, [MembershipMapping()])
+    with pytest.raises(ConfigurationError, match="not a mapped SQLAlchemy class"):
+        SQLAlchemySync(maker, [PlainMapping()])
