@@ -4,7 +4,8 @@ Every figure is a ratio or a count measured in one run, so it holds on a busy ma
 
 1. **Drain rate** (limits off): users synced per second by ``Worker.run_once`` (claim, load,
    build, hash, send over kept-alive connections, ack) ÷ the same by an *ideal client* (the same
-   payloads built beforehand, sent by the same number of threads over one kept-alive client).
+   payloads built beforehand, sent by the same number of threads over one kept-alive client, each
+   with an ``Idempotency-Key`` like the worker's, which the server stores).
    Target ≥ 0.8. Also ÷ the seed's *naive loop* (one ``requests.post`` per user, in order, a new
    connection each). Rounds are interleaved; each figure is the median of its rounds; the server's
    contacts are reset before every measured drain so each one creates the same contacts.
@@ -122,12 +123,23 @@ def drain(app: Application, client: MeisaClient, concurrency: int) -> tuple[Drai
         return report, time.perf_counter() - started
 
 
-def ideal(payloads: Sequence[dict[str, Any]], client: MeisaClient, concurrency: int) -> float:
-    """Seconds for the same payloads, prebuilt, over ``concurrency`` threads sharing ``client``."""
+def ideal(
+    payloads: Sequence[dict[str, Any]], client: MeisaClient, concurrency: int, run: str
+) -> float:
+    """Seconds for the same payloads, prebuilt, over ``concurrency`` threads sharing ``client``.
+
+    Each request carries an ``Idempotency-Key`` as the worker's do (CONTRACT.md §1: the server
+    stores the response), so both make the server do the same work.
+    """
+
+    def send(numbered: tuple[int, dict[str, Any]]) -> int:
+        number, payload = numbered
+        return client.upsert(payload, idempotency_key=f"{run}-{number}").status_code
+
     with ThreadPoolExecutor(concurrency) as pool:
         started = time.perf_counter()
-        for response in pool.map(client.upsert, payloads):
-            assert response.status_code in {200, 201}
+        for status in pool.map(send, enumerate(payloads)):
+            assert status in {200, 201}
         return time.perf_counter() - started
 
 
@@ -172,7 +184,7 @@ def drain_rates(
             assert report.sent == len(users) and report.requests == len(users), report.summary()
             payloads = [mapping.build(user) for user in users]
             server.reset()
-            ideal_seconds = ideal(payloads, client, concurrency)
+            ideal_seconds = ideal(payloads, client, concurrency, f"ideal-{round_}")
             server.reset()
             naive_seconds = naive(users, server)
             rate = len(users) / worker_seconds
