@@ -124,7 +124,11 @@ def contact_view(row: Mapping[str, Any], tags: list[dict[str, str]]) -> dict[str
 
 
 class ContactEditor:
-    """Changes to one contact: tags, enrollments, columns, activity; :meth:`finish` writes them."""
+    """Changes to one contact: tags, enrollments, columns, activity.
+
+    Reads happen when needed; writes are kept in memory (netted: a tag added then removed in one
+    request writes nothing) and :meth:`finish` writes them, one statement per table.
+    """
 
     def __init__(
         self,
@@ -148,6 +152,11 @@ class ContactEditor:
         # The contact's tags by lower-cased name: known when created (none) or passed in,
         # else read on first use.
         self._tags: dict[str, dict[str, str]] | None = {} if created else tags
+        self._histories: dict[str, list[dict[str, Any]]] = {}
+        self._link_inserts: dict[str, dict[str, Any]] = {}
+        self._link_deletes: set[str] = set()
+        self._enrollment_inserts: dict[str, dict[str, Any]] = {}
+        self._enrollment_exits: set[str] = set()
         self._activity: list[dict[str, Any]] = []
 
     @classmethod
@@ -158,7 +167,8 @@ class ContactEditor:
         now: datetime,
         cache: ServerContext | None = None,
     ) -> ContactEditor:
-        """Insert a new contact; a concurrent insert of the same identifier fails here."""
+        """A new contact, inserted by :meth:`finish` (a concurrent insert of the same identifier
+        then fails and the transaction is retried)."""
         row = {
             "id": new_id(),
             "email": None,
@@ -171,7 +181,6 @@ class ContactEditor:
             "created_at": now,
             "updated_at": now,
         }
-        connection.execute(_INSERT_CONTACT, row)
         return cls(connection, row, now, created=True, cache=cache)
 
     def set(self, column: str, value: Any) -> None:
@@ -187,7 +196,7 @@ class ContactEditor:
         return data
 
     def tags(self) -> dict[str, dict[str, str]]:
-        """The contact's tags by lower-cased name."""
+        """The contact's tags by lower-cased name, as they are now in this request."""
         if self._tags is None:
             rows = self.connection.execute(_CONTACT_TAGS, {"contact_key": self.id})
             self._tags = {row.name_key: {"id": row.id, "name": row.name} for row in rows}
@@ -200,9 +209,11 @@ class ContactEditor:
         if key in current:
             return False
         tag = get_or_create_tag(self.connection, name, self.now, self.cache)[0]
-        self.connection.execute(
-            _INSERT_LINK, {"contact_id": self.id, "tag_id": tag["id"], "added_at": self.now}
-        )
+        if tag["id"] in self._link_deletes:
+            self._link_deletes.discard(tag["id"])  # removed earlier in this request: keep it
+        else:
+            link = {"contact_id": self.id, "tag_id": tag["id"], "added_at": self.now}
+            self._link_inserts[tag["id"]] = link
         current[key] = tag
         self.touched = True
         self.log("tag_added", {"tag": tag["name"], **(via or {})})
@@ -213,18 +224,25 @@ class ContactEditor:
         tag = self.tags().pop(name.lower(), None)
         if tag is None:
             return False
-        self.connection.execute(_DELETE_LINK, {"contact_key": self.id, "tag_key": tag["id"]})
+        if self._link_inserts.pop(tag["id"], None) is None:
+            self._link_deletes.add(tag["id"])
         self.touched = True
         self.log("tag_removed", {"tag": tag["name"], **(via or {})})
         return True
 
     def _history(self, sequence: SequenceInfo) -> list[dict[str, Any]]:
-        if self.created:
-            return []
-        rows = self.connection.execute(
-            _HISTORY, {"contact_key": self.id, "sequence_key": sequence.id}
-        ).mappings()
-        return [dict(row) for row in rows]
+        """The contact's enrollments in the sequence, oldest first, as they are now."""
+        history = self._histories.get(sequence.id)
+        if history is None:
+            if self.created:
+                history = []
+            else:
+                rows = self.connection.execute(
+                    _HISTORY, {"contact_key": self.id, "sequence_key": sequence.id}
+                ).mappings()
+                history = [dict(row) for row in rows]
+            self._histories[sequence.id] = history
+        return history
 
     def enroll(
         self, sequence: SequenceInfo, via: Mapping[str, Any] | None = None
@@ -236,7 +254,7 @@ class ContactEditor:
             return False, enrollment_view(active[-1], sequence.slug)
         if history and not sequence.allow_reenrollment:
             return False, enrollment_view(history[-1], sequence.slug)
-        row = {
+        row: dict[str, Any] = {
             "id": new_id(),
             "sequence_id": sequence.id,
             "contact_id": self.id,
@@ -245,7 +263,8 @@ class ContactEditor:
             "exited_at": None,
             "seq": len(history) + 1,
         }
-        self.connection.execute(_INSERT_ENROLLMENT, row)
+        history.append(row)
+        self._enrollment_inserts[row["id"]] = row
         self.log("enrolled", {"sequence": sequence.slug, **(via or {})})
         return True, enrollment_view(row, sequence.slug)
 
@@ -256,26 +275,38 @@ class ContactEditor:
         active = [row for row in self._history(sequence) if row["status"] == "active"]
         if not active:
             return None
-        row = {**active[-1], "status": "exited", "exited_at": self.now}
-        self.connection.execute(
-            _EXIT_ENROLLMENT,
-            {"enrollment_key": row["id"], "status": "exited", "exited_at": self.now},
-        )
+        row = active[-1]
+        row.update(status="exited", exited_at=self.now)  # also a pending insert's row
+        if row["id"] not in self._enrollment_inserts:
+            self._enrollment_exits.add(row["id"])
         self.log("unenrolled", {"sequence": sequence.slug, **(via or {})})
         return enrollment_view(row, sequence.slug)
 
     def finish(self) -> dict[str, Any]:
-        """Write the pending column changes and activity; the contact as the API shows it."""
-        if self.touched and not self.created:
-            self.set("updated_at", self.now)
-        if self._changed_columns:
-            self.connection.execute(
-                _UPDATE_CONTACT, {"contact_key": self.id, **self._changed_columns}
-            )
-            self._changed_columns = {}
+        """Write what changed, parents first; the contact as the API shows it."""
+        execute = self.connection.execute
+        if self.created:
+            execute(_INSERT_CONTACT, self.values)
+        else:
+            if self.touched:
+                self.set("updated_at", self.now)
+            if self._changed_columns:
+                execute(_UPDATE_CONTACT, {"contact_key": self.id, **self._changed_columns})
+        self._changed_columns = {}
+        for tag_id in self._link_deletes:
+            execute(_DELETE_LINK, {"contact_key": self.id, "tag_key": tag_id})
+        if self._link_inserts:
+            execute(_INSERT_LINK, list(self._link_inserts.values()))
+        for enrollment_id in self._enrollment_exits:
+            exited = {"enrollment_key": enrollment_id, "status": "exited", "exited_at": self.now}
+            execute(_EXIT_ENROLLMENT, exited)
+        if self._enrollment_inserts:
+            execute(_INSERT_ENROLLMENT, list(self._enrollment_inserts.values()))
         if self._activity:
-            self.connection.execute(_INSERT_ACTIVITY, self._activity)
-            self._activity = []
+            execute(_INSERT_ACTIVITY, self._activity)
+        self._link_deletes, self._link_inserts = set(), {}
+        self._enrollment_exits, self._enrollment_inserts = set(), {}
+        self._activity = []
         return contact_view(self.values, list(self.tags().values()))
 
 
