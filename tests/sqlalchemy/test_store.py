@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import OperationalError
 
 from meisa_sync.cli import main
 from meisa_sync.exceptions import ConfigurationError
 from meisa_sync.records import ObjectKey, Priority
 from meisa_sync.store import OutboxStore
 from meisa_sync_sqlalchemy.connector import store_from_url
-from meisa_sync_sqlalchemy.exceptions import MissingTablesError
+from meisa_sync_sqlalchemy.exceptions import MissingTablesError, UnsupportedDatabaseError
 from meisa_sync_sqlalchemy.store import SQLAlchemyStore
 from tests.core.store_contract import LONG_LEASE, StoreContract, make_changes
 
@@ -168,6 +169,58 @@ def test_a_claim_takes_the_next_objects_when_the_first_are_locked(
     store.claim("w1", limit=2, lease=LONG_LEASE)
     claimed = store.claim("w2", limit=2, lease=LONG_LEASE)
     assert [c.key.pk for c in claimed] == ["3", "4"]
+
+
+def test_a_state_row_locked_by_another_transaction_is_skipped_not_waited_for(
+    store: SQLAlchemyStore, database_backend: str
+) -> None:
+    if database_backend == "sqlite":
+        pytest.skip("SQLite has no row locks: see the single-writer test")
+    store.enqueue(make_changes(2))
+    store.claim("w0", limit=2, lease=timedelta(0))  # creates the state rows; leases nothing
+    state = store.tables.state
+    with store.engine.connect() as other:
+        with other.begin():
+            # Another worker's claim transaction, caught between its lock and its commit.
+            # By primary key: MySQL would lock every row a scan reads.
+            locking = select(state.c.model).where(
+                state.c.model == "tests.User", state.c.object_pk == "1"
+            )
+            other.execute(locking.with_for_update()).all()
+            claimed = store.claim("w1", limit=2, lease=LONG_LEASE)
+            assert [c.key.pk for c in claimed] == ["2"]
+    (later,) = store.claim("w2", limit=2, lease=LONG_LEASE)
+    assert later.key.pk == "1"
+
+
+def test_sqlite_claims_wait_for_the_single_writer(
+    database_backend: str, database_url: str, clock: FakeClock
+) -> None:
+    if database_backend != "sqlite":
+        pytest.skip("SQLite's single writer")
+    engine = create_engine(database_url)
+    try:
+        store = SQLAlchemyStore(engine, clock=clock, busy_timeout=0.2)
+        store.create_tables()
+        store.enqueue(make_changes(1))
+        with engine.connect() as other:
+            other.exec_driver_sql("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError, match="database is locked"):
+                store.claim("w1", limit=1, lease=LONG_LEASE)
+            other.exec_driver_sql("ROLLBACK")
+        assert len(store.claim("w1", limit=1, lease=LONG_LEASE)) == 1
+    finally:
+        engine.dispose()
+
+
+def test_mariadb_before_10_6_is_refused(store: SQLAlchemyStore, database_backend: str) -> None:
+    if database_backend != "mysql":
+        pytest.skip("a MySQL/MariaDB version check")
+    dialect: Any = store.engine.dialect
+    store.stats()  # connected: the dialect knows the server's version
+    dialect.server_version_info = (10, 5, 9) if dialect.is_mariadb else (5, 7, 40)
+    with pytest.raises(UnsupportedDatabaseError, match="no FOR UPDATE SKIP LOCKED"):
+        store.claim("w1", limit=1, lease=LONG_LEASE)
 
 
 def test_claim_limit_zero_claims_nothing(store: SQLAlchemyStore) -> None:
