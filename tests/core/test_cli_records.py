@@ -223,7 +223,20 @@ def test_an_unknown_connector_says_what_to_install() -> None:
 
 def test_the_database_url_goes_through_the_sqlalchemy_connector(tmp_path: object) -> None:
     pytest.importorskip("meisa_sync_sqlalchemy.connector")
+    from sqlalchemy import MetaData, create_engine
+
+    from meisa_sync_sqlalchemy.tables import outbox_tables
+
     url = f"sqlite:///{tmp_path}/outbox.db"
+    missing = run("status", "--database-url", url)
+    assert missing.exit_code != 0
+    assert "meisa_sync_outbox" in missing.output
+
+    engine = create_engine(url)
+    metadata = MetaData()
+    outbox_tables(metadata)
+    metadata.create_all(engine)
+    engine.dispose()
     store = connector("sqlalchemy")(url)
     try:
         ids = store.enqueue([NewChange(ObjectKey("users", "1"))])
