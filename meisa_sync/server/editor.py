@@ -10,12 +10,14 @@ is most of its cost (CONTRACT.md's throughput target is relative to ``/health/``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy import exc as exc_module
 
 from meisa_sync.server.activity import KINDS
 from meisa_sync.server.context import ServerContext, format_time
@@ -284,6 +286,11 @@ class ContactEditor:
 
     def finish(self) -> dict[str, Any]:
         """Write what changed, parents first; the contact as the API shows it."""
+        with pipelined(self.connection):
+            self._write()
+        return contact_view(self.values, list(self.tags().values()))
+
+    def _write(self) -> None:
         execute = self.connection.execute
         if self.created:
             execute(_INSERT_CONTACT, self.values)
@@ -307,7 +314,28 @@ class ContactEditor:
         self._link_deletes, self._link_inserts = set(), {}
         self._enrollment_exits, self._enrollment_inserts = set(), {}
         self._activity = []
-        return contact_view(self.values, list(self.tags().values()))
+
+
+@contextlib.contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """Send the statements of the block without waiting for each answer, where the driver can
+    (psycopg 3's pipeline mode): the writes of an upsert then cost one round trip, not one each.
+
+    Errors then surface when the block ends, from the driver; they are re-raised as SQLAlchemy's
+    so that a unique-index collision is retried like any other.
+    """
+    dbapi_connection = connection.connection.dbapi_connection
+    pipeline = getattr(dbapi_connection, "pipeline", None)
+    if connection.dialect.name != "postgresql" or pipeline is None:
+        yield
+        return
+    try:
+        with pipeline():
+            yield
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise exc_module.DBAPIError.instance(
+            None, None, exc, connection.dialect.loaded_dbapi.Error
+        ) from exc
 
 
 def get_or_create_tag(

@@ -173,6 +173,10 @@ class Activity(Base):
     kind: Mapped[str] = mapped_column(String(20))
     data: Mapped[dict[str, Any]]
 
+    # Rows are written in batches and never read back by id, so no RETURNING (which pipelined
+    # writes on PostgreSQL could not read before the batch ends).
+    __table_args__ = ({"implicit_returning": False},)
+
 
 class Automation(Base):
     __tablename__ = "meisa_automations"
