@@ -18,21 +18,22 @@ The object-state row is the per-object lock. A claim runs in four steps:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.engine import Connection
 
 from meisa_sync.records import ChangeRecord, ClaimedObject, ObjectKey, RecordState
 from meisa_sync_sqlalchemy._backend import Backend
 from meisa_sync_sqlalchemy._rows import change_record
+from meisa_sync_sqlalchemy._sql import key_in, release_leases
 from meisa_sync_sqlalchemy.tables import OutboxTables
 
-__all__ = ["Claim", "key_in"]
+__all__ = ["Claim"]
 
 # The first page of candidate rows holds a few rows per wanted object (objects with several
 # records, objects skipped as locked); later pages double, up to this many rows.
@@ -49,17 +50,6 @@ class _Candidate:
 class _Lock:
     last_payload_hash: str | None
     remote_id: str | None
-
-
-def key_in(
-    model: ColumnElement[str], object_pk: ColumnElement[str], keys: Sequence[ObjectKey]
-) -> ColumnElement[bool]:
-    """``(model, object_pk) IN (...)`` for ``keys``."""
-    if len(keys) == 1:
-        # MariaDB scans the whole table for an UPDATE whose row IN list has one row.
-        (key,) = keys
-        return and_(model == key.model, object_pk == key.pk)
-    return tuple_(model, object_pk).in_([(key.model, key.pk) for key in keys])
 
 
 class Claim:
@@ -106,7 +96,7 @@ class Claim:
         empty = [key for key in claimed if key not in records]
         if empty:
             # Acknowledged by a worker whose lease had run out, between our walk and our lease.
-            self._release(connection, empty)
+            release_leases(connection, self._state, self._worker_id, empty)
         backend.commit(connection)
         return [
             ClaimedObject(
@@ -231,14 +221,3 @@ class Claim:
             record = change_record(row, self._backend)
             records.setdefault(record.key, []).append(record)
         return records
-
-    def _release(self, connection: Connection, keys: list[ObjectKey]) -> None:
-        state = self._state
-        connection.execute(
-            update(state)
-            .where(
-                key_in(state.c.model, state.c.object_pk, keys),
-                state.c.lease_owner == self._worker_id,
-            )
-            .values(lease_owner=None, lease_expires_at=None)
-        )

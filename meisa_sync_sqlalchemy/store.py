@@ -12,7 +12,16 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    MetaData,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
@@ -27,7 +36,8 @@ from meisa_sync.records import (
 from meisa_sync.store import OutboxStore
 from meisa_sync_sqlalchemy._backend import Backend
 from meisa_sync_sqlalchemy._rows import change_record
-from meisa_sync_sqlalchemy.claim import Claim, key_in
+from meisa_sync_sqlalchemy._sql import key_in, release_leases, run_by_ids
+from meisa_sync_sqlalchemy.claim import Claim
 from meisa_sync_sqlalchemy.tables import OutboxTables, outbox_tables
 
 __all__ = ["SQLAlchemyStore"]
@@ -189,7 +199,7 @@ class SQLAlchemyStore(OutboxStore):
             if remembered.rowcount == 0:  # acknowledged without a claim: no state row yet
                 row = {"model": key.model, "object_pk": key.pk, **values}
                 connection.execute(self._backend.insert_ignoring_existing(state), [row])
-            self._release(connection, worker_id, [key])
+            release_leases(connection, self.tables.state, worker_id, [key])
 
         self._backend.run(ack)
 
@@ -221,7 +231,7 @@ class SQLAlchemyStore(OutboxStore):
 
     def release(self, worker_id: str, keys: Sequence[ObjectKey]) -> None:
         if keys:
-            self._backend.run(lambda connection: self._release(connection, worker_id, keys))
+            self._backend.run(lambda c: release_leases(c, self.tables.state, worker_id, keys))
 
     # -- the admin side ------------------------------------------------------------------------
 
@@ -232,9 +242,7 @@ class SQLAlchemyStore(OutboxStore):
             .where(outbox.c.state == _DEAD)
             .values(state=_PENDING, available_at=self._db_now(), attempts=0)
         )
-        if record_ids is not None:
-            statement = statement.where(outbox.c.id.in_(list(record_ids)))
-        return self._backend.run(lambda connection: connection.execute(statement).rowcount)
+        return self._backend.run(lambda c: run_by_ids(c, statement, outbox.c.id, record_ids))
 
     def stats(self, *, last_errors: int = 5) -> OutboxStats:
         outbox, state = self.tables.outbox, self.tables.state
@@ -277,32 +285,28 @@ class SQLAlchemyStore(OutboxStore):
     ) -> int:
         outbox = self.tables.outbox
         statement = delete(outbox).where(outbox.c.state == _DEAD)
-        if record_ids is not None:
-            statement = statement.where(outbox.c.id.in_(list(record_ids)))
         if older_than is not None:
             cutoff = self._backend.to_db(self._clock() - older_than)
             statement = statement.where(outbox.c.available_at <= cutoff)
-        return self._backend.run(lambda connection: connection.execute(statement).rowcount)
+        return self._backend.run(lambda c: run_by_ids(c, statement, outbox.c.id, record_ids))
 
     # -- SQL shared by the operations ----------------------------------------------------------
 
     def _db_now(self) -> datetime:
         return self._backend.to_db(self._clock(), name="clock()")
 
-    def _of_object(self, key: ObjectKey, record_ids: Sequence[int]) -> list[Any]:
-        """WHERE clauses picking ``record_ids`` of ``key`` (ids of other objects are ignored)."""
+    def _of_object(self, key: ObjectKey) -> list[ColumnElement[bool]]:
+        """WHERE clauses keeping the records of ``key`` (ids of other objects are ignored)."""
         outbox = self.tables.outbox
-        return [
-            outbox.c.id.in_(list(record_ids)),
-            outbox.c.model == key.model,
-            outbox.c.object_pk == key.pk,
-        ]
+        return [outbox.c.model == key.model, outbox.c.object_pk == key.pk]
 
     def _delete_records(
         self, connection: Connection, key: ObjectKey, record_ids: Sequence[int]
     ) -> None:
+        outbox = self.tables.outbox
         if record_ids:
-            connection.execute(delete(self.tables.outbox).where(*self._of_object(key, record_ids)))
+            statement = delete(outbox).where(*self._of_object(key))
+            run_by_ids(connection, statement, outbox.c.id, record_ids)
 
     def _update_records(
         self,
@@ -312,24 +316,11 @@ class SQLAlchemyStore(OutboxStore):
         record_ids: Sequence[int],
         values: dict[str, Any],
     ) -> None:
+        outbox = self.tables.outbox
         if record_ids:
-            connection.execute(
-                update(self.tables.outbox).where(*self._of_object(key, record_ids)).values(values)
-            )
-        self._release(connection, worker_id, [key])
-
-    def _release(self, connection: Connection, worker_id: str, keys: Sequence[ObjectKey]) -> None:
-        # Only the holder frees a lease: a worker whose lease ran out and was taken over must not
-        # free the new holder's.
-        state = self.tables.state
-        connection.execute(
-            update(state)
-            .where(
-                key_in(state.c.model, state.c.object_pk, list(keys)),
-                state.c.lease_owner == worker_id,
-            )
-            .values(lease_owner=None, lease_expires_at=None)
-        )
+            statement = update(outbox).where(*self._of_object(key)).values(values)
+            run_by_ids(connection, statement, outbox.c.id, record_ids)
+        release_leases(connection, self.tables.state, worker_id, [key])
 
     def _dead_newest_first(self, connection: Connection, limit: int) -> list[ChangeRecord]:
         outbox = self.tables.outbox

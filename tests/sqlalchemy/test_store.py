@@ -223,6 +223,20 @@ def test_mariadb_before_10_6_is_refused(store: SQLAlchemyStore, database_backend
         store.claim("w1", limit=1, lease=LONG_LEASE)
 
 
+def test_an_object_with_more_records_than_one_statement_takes(store: SQLAlchemyStore) -> None:
+    # 1,200 records of one object: acted on in several statements (chunks of 500 ids).
+    ids = store.enqueue(make_changes(1) * 1200)
+    (claimed,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+    assert claimed.record_ids == tuple(ids)
+
+    store.dead("w1", claimed.key, claimed.record_ids, error="400")
+    assert store.stats().dead == 1200
+    assert store.requeue(ids) == 1200
+    (again,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+    store.ack("w1", again.key, again.record_ids, payload_hash="h")
+    assert store.stats().pending == 0
+
+
 def test_claim_limit_zero_claims_nothing(store: SQLAlchemyStore) -> None:
     store.enqueue(make_changes(2))
     assert store.claim("w1", limit=0, lease=LONG_LEASE) == []
