@@ -6,7 +6,9 @@ The object-state row is the per-object lock. A claim runs in four steps:
    ``(state, priority, id)`` index, anti-joined to the state rows of objects another worker holds a
    live lease on, one page at a time (keyset pagination). An object's first row is its best, so the
    walk yields objects in claim order and stops as soon as enough are found: a claim reads about as
-   many rows with a thousand records waiting as with a million.
+   many rows with a thousand records waiting as with a million. (What the walk cannot skip are
+   records ahead of the due ones that are not due yet, backing off after failures, or that belong
+   to leased objects: it reads past them.)
 2. State rows: an object seen for the first time gets its state row (an insert that ignores rows
    already there, so concurrent claims may race to create it).
 3. Lock and lease: the candidates' state rows that are still free are locked ``FOR UPDATE SKIP
@@ -115,7 +117,7 @@ class Claim:
         """Objects with due pending records and no lease held by another, best first."""
         seen: set[ObjectKey] = set()
         after: tuple[int, int] | None = None
-        page = max(4 * self._limit, 64)
+        page = max(2 * self._limit, 32)
         while True:
             rows = connection.execute(self._candidate_page(after, page)).all()
             for row in rows:
