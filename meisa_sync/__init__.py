@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from meisa_sync import signals
 from meisa_sync.app import SyncApp
-from meisa_sync.client import AsyncMeisaClient, MeisaClient
+from meisa_sync.client import AsyncMeisaClient, MeisaClient, MeisaResponse
 from meisa_sync.contract import validate_upsert
 from meisa_sync.exceptions import (
     AuthenticationFailed,
@@ -31,6 +31,7 @@ from meisa_sync.mapping import ContactMapping, CustomField, Field, Tags
 from meisa_sync.memory import InMemorySource, InMemoryStore
 from meisa_sync.pacing import Pacer
 from meisa_sync.payload import canonical_json, payload_hash
+from meisa_sync.ratelimit import RateLimitInfo, RateLimitWindow
 from meisa_sync.records import (
     ChangeRecord,
     ClaimedObject,
@@ -67,6 +68,7 @@ __all__ = [
     "MeisaAPIError",
     "MeisaClient",
     "MeisaError",
+    "MeisaResponse",
     "MeisaSyncError",
     "NewChange",
     "NotFound",
@@ -80,6 +82,8 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "Priority",
+    "RateLimitInfo",
+    "RateLimitWindow",
     "RateLimited",
     "RecordState",
     "RetryPolicy",
