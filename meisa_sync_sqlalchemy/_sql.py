@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Delete, Table, Update, and_, tuple_, update
+from sqlalchemy import Column, ColumnElement, Delete, String, Table, Update, and_, tuple_, update
 from sqlalchemy.engine import Connection
 
 from meisa_sync.records import ObjectKey
 
-__all__ = ["key_in", "release_leases", "run_by_ids"]
+__all__ = ["check_fits", "key_in", "release_leases", "run_by_ids"]
 
 # SQLite takes at most 32,766 parameters per statement, and an object that changed for days may
 # have more records than that: long id lists go in chunks of this many.
@@ -60,3 +60,10 @@ def release_leases(
         .where(key_in(state.c.model, state.c.object_pk, keys), state.c.lease_owner == worker_id)
         .values(lease_owner=None, lease_expires_at=None)
     )
+
+
+def check_fits(column: Column[str], value: str, name: str) -> None:
+    """Refuse, naming it, a string the column cannot hold (databases differ in what they do)."""
+    length = column.type.length if isinstance(column.type, String) else None
+    if not value or (length is not None and len(value) > length):
+        raise ValueError(f"{name}: must be 1 to {length} characters, got {value!r}")

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from meisa_sync.records import ChangeRecord, ClaimedObject, ObjectKey, RecordState
 from meisa_sync_sqlalchemy._backend import Backend
 from meisa_sync_sqlalchemy._rows import change_record
-from meisa_sync_sqlalchemy._sql import key_in, release_leases
+from meisa_sync_sqlalchemy._sql import check_fits, key_in, release_leases
 from meisa_sync_sqlalchemy.tables import OutboxTables
 
 __all__ = ["Claim"]
@@ -67,6 +67,7 @@ class Claim:
         lease: timedelta,
         now: datetime,
     ) -> None:
+        check_fits(tables.state.c.lease_owner, worker_id, "worker_id")
         self._backend = backend
         self._outbox = tables.outbox
         self._state = tables.state

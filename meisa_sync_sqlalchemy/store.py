@@ -36,7 +36,7 @@ from meisa_sync.records import (
 from meisa_sync.store import OutboxStore
 from meisa_sync_sqlalchemy._backend import Backend
 from meisa_sync_sqlalchemy._rows import change_record
-from meisa_sync_sqlalchemy._sql import key_in, release_leases, run_by_ids
+from meisa_sync_sqlalchemy._sql import check_fits, key_in, release_leases, run_by_ids
 from meisa_sync_sqlalchemy.claim import Claim
 from meisa_sync_sqlalchemy.tables import OutboxTables, outbox_tables
 
@@ -102,6 +102,10 @@ class SQLAlchemyStore(OutboxStore):
     def enqueue(self, changes: Sequence[NewChange]) -> list[int]:
         if not changes:
             return []
+        outbox = self.tables.outbox
+        for change in changes:
+            check_fits(outbox.c.model, change.key.model, "key.model")
+            check_fits(outbox.c.object_pk, change.key.pk, "key.pk")
         now = self._db_now()
         rows = [
             {

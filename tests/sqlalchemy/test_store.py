@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from meisa_sync.cli import main
 from meisa_sync.exceptions import ConfigurationError
-from meisa_sync.records import ObjectKey, Priority
+from meisa_sync.records import NewChange, ObjectKey, Priority
 from meisa_sync.store import OutboxStore
 from meisa_sync_sqlalchemy.connector import store_from_url
 from meisa_sync_sqlalchemy.exceptions import MissingTablesError, UnsupportedDatabaseError
@@ -234,6 +234,18 @@ def test_an_object_with_more_records_than_one_statement_takes(store: SQLAlchemyS
     assert store.requeue(ids) == 1200
     (again,) = store.claim("w1", limit=1, lease=LONG_LEASE)
     store.ack("w1", again.key, again.record_ids, payload_hash="h")
+    assert store.stats().pending == 0
+
+
+def test_keys_and_worker_ids_too_long_for_the_columns_are_refused(
+    store: SQLAlchemyStore,
+) -> None:
+    with pytest.raises(ValueError, match=r"key\.pk: must be 1 to 64 characters"):
+        store.enqueue([NewChange(ObjectKey("tests.User", "9" * 65))])
+    with pytest.raises(ValueError, match=r"key\.model: must be 1 to 100 characters"):
+        store.enqueue([NewChange(ObjectKey("", "1"))])
+    with pytest.raises(ValueError, match=r"worker_id: must be 1 to 100 characters"):
+        store.claim("w" * 101, limit=1, lease=LONG_LEASE)
     assert store.stats().pending == 0
 
 
