@@ -69,6 +69,7 @@ class ServerContext:
     _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _generations: dict[str, int] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_run: dict[str, float] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), tz=timezone.utc)
@@ -91,6 +92,16 @@ class ServerContext:
             if value is not None and self._generations.get(group, 0) == generation:
                 self._cache[name] = (time.monotonic(), value)
         return value
+
+    def due(self, task: str, *, every: float) -> bool:
+        """True at most once per ``every`` seconds for ``task``: for occasional housekeeping."""
+        now = time.monotonic()
+        with self._cache_lock:
+            last = self._last_run.get(task)
+            if last is not None and now - last < every:
+                return False
+            self._last_run[task] = now
+            return True
 
     def is_cached(self, name: str, *, ttl: float = CACHE_TTL) -> bool:
         """Whether :meth:`cached` would answer ``name`` without loading."""

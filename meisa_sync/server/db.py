@@ -8,8 +8,10 @@ COMMITTED so a retried transaction sees the row a concurrent one just committed.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -22,6 +24,9 @@ from meisa_sync.server.models import Base
 __all__ = ["Database"]
 
 T = TypeVar("T")
+_JOINED: contextvars.ContextVar[tuple[Database, Session] | None] = contextvars.ContextVar(
+    "meisa_joined_transaction", default=None
+)
 logger = logging.getLogger(__name__)
 
 # Collisions worth retrying: a unique index refused a concurrent insert, or the database chose this
@@ -111,7 +116,14 @@ class Database:
         self, work: Callable[[Session], T], *, on_retry: Callable[[], None] | None = None
     ) -> T:
         """Run ``work`` in one transaction, retried from scratch when it collides with another
-        (``on_retry`` runs before each retry: drop what may have been cached from the collision)."""
+        (``on_retry`` runs before each retry: drop what may have been cached from the collision).
+
+        Inside :meth:`joined`, ``work`` runs in the joined transaction instead (whose owner
+        retries).
+        """
+        joined = _JOINED.get()
+        if joined is not None and joined[0] is self:
+            return work(joined[1])
         for attempt in range(1, _ATTEMPTS + 1):
             with self.sessions() as session:
                 try:
@@ -124,6 +136,16 @@ class Database:
                     if on_retry is not None:
                         on_retry()
         raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def joined(self, session: Session) -> Iterator[None]:
+        """Make :meth:`transaction` calls in this block (same thread) run in ``session``'s
+        transaction: how an idempotency record is written in the same commit as the work."""
+        token = _JOINED.set((self, session))
+        try:
+            yield
+        finally:
+            _JOINED.reset(token)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -25,6 +25,7 @@ from meisa_sync.exceptions import PayloadError
 from meisa_sync.server.auth import Principal
 from meisa_sync.server.body import JsonBody
 from meisa_sync.server.context import ServerContext, get_context
+from meisa_sync.server.editor import TAGS_CACHE
 from meisa_sync.server.errors import ApiError, from_payload_error
 from meisa_sync.server.models import IdempotencyRecord
 
@@ -56,7 +57,12 @@ def respond(
     body: JsonBody | None,
     produce: Callable[[], Outcome],
 ) -> Response:
-    """Run ``produce`` once per idempotency key (when the request has one) and answer with it."""
+    """Run ``produce`` once per idempotency key (when the request has one) and answer with it.
+
+    With a key, the lookup, the work and the record share one transaction: a crash cannot keep
+    one without the other, and of two racing requests with one new key the second collides on
+    the record's unique index, is retried, and replays the first's answer.
+    """
     header = request.headers.get("idempotency-key")
     if header is None:
         status, payload, headers = _run(produce)
@@ -67,15 +73,32 @@ def respond(
         raise from_payload_error(exc) from None
     context = get_context(request)
     request_hash = _request_hash(request, body)
-    replay = context.db.transaction(
-        lambda session: _lookup(session, context, principal.caller, key, request_hash)
-    )
-    if replay is not None:
-        return replay
-    status, payload, headers = _run(produce)
-    if status < 500:
-        _remember(context, principal.caller, key, request_hash, status, payload)
-    return _response(status, payload, headers)
+
+    def run(session: Session) -> Response:
+        replay = _lookup(session, context, principal.caller, key, request_hash)
+        if replay is not None:
+            return replay
+        with context.db.joined(session):
+            status, payload = produce()
+        _remember(session, context, principal.caller, key, request_hash, status, payload)
+        return _response(status, payload, {})
+
+    try:
+        return context.db.transaction(run, on_retry=lambda: context.invalidate(TAGS_CACHE))
+    except ApiError as exc:
+        if exc.code == "idempotency_conflict" or exc.status_code >= 500:
+            raise
+        # The work was rolled back; its refusal is remembered on its own.
+        refusal = (exc.status_code, exc.body())
+        try:
+            context.db.transaction(
+                lambda session: _remember(
+                    session, context, principal.caller, key, request_hash, *refusal
+                )
+            )
+        except IntegrityError:
+            pass  # a concurrent request with this key finished first
+        return exc.response()
 
 
 def _response(status: int, payload: Any, headers: dict[str, str]) -> Response:
@@ -96,6 +119,7 @@ def _lookup(
         return None
     if record.created_at <= context.now() - TTL:
         session.delete(record)
+        session.flush()  # before the new record for this key is inserted
         return None
     if record.request_hash != request_hash:
         raise ApiError(
@@ -109,25 +133,25 @@ def _lookup(
 
 
 def _remember(
-    context: ServerContext, caller: str, key: str, request_hash: str, status: int, payload: Any
+    session: Session,
+    context: ServerContext,
+    caller: str,
+    key: str,
+    request_hash: str,
+    status: int,
+    payload: Any,
 ) -> None:
-    def store(session: Session) -> None:
-        session.execute(
-            delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= context.now() - TTL)
+    now = context.now()
+    if context.due("idempotency-sweep", every=60.0):
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= now - TTL))
+    session.add(
+        IdempotencyRecord(
+            caller=caller,
+            key=key,
+            request_hash=request_hash,
+            status_code=status,
+            body=json.dumps(payload),
+            created_at=now,
         )
-        session.add(
-            IdempotencyRecord(
-                caller=caller,
-                key=key,
-                request_hash=request_hash,
-                status_code=status,
-                body=json.dumps(payload),
-                created_at=context.now(),
-            )
-        )
-
-    try:
-        with context.db.sessions() as session, session.begin():
-            store(session)
-    except IntegrityError:
-        pass  # a concurrent request with this key finished first; its answer is the one kept
+    )
+    session.flush()

@@ -57,3 +57,32 @@ def test_eight_threads_upserting_one_new_email_make_one_contact(database_url: st
             assert [e["sequence"] for e in detail["enrollments"]] == ["welcome"]
     finally:
         app.state.meisa.close()
+
+
+def test_racing_requests_with_one_idempotency_key_run_once(database_url: str) -> None:
+    app = make_meisa_app(database_url)
+    try:
+        with live_server(app) as root_url:
+            barrier = threading.Barrier(THREADS)
+            results: list[httpx.Response] = []
+            headers = {"X-API-Key": SEED_KEY, "Idempotency-Key": "outbox-row-42"}
+
+            def send() -> None:
+                with httpx.Client(base_url=f"{root_url}/api/v1", headers=headers) as client:
+                    barrier.wait()
+                    body = {"email": "once@example.com", "custom_fields": {"plan": "free"}}
+                    results.append(client.post("/contacts/upsert/", json=body, timeout=30))
+
+            threads = [threading.Thread(target=send) for _ in range(THREADS)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert [r.status_code for r in results] == [201] * THREADS
+            assert len({r.text for r in results}) == 1
+            replayed = [r for r in results if r.headers.get("Idempotent-Replayed") == "true"]
+            assert len(replayed) == THREADS - 1
+            log = httpx.get(f"{root_url}/_meisa/requests/").json()
+            assert len(log) == THREADS
+    finally:
+        app.state.meisa.close()
