@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from meisa_sync.cli import main
 from meisa_sync.exceptions import ConfigurationError
 from meisa_sync.records import NewChange, ObjectKey, Priority
 from meisa_sync.store import OutboxStore
+from meisa_sync_sqlalchemy._backend import Backend
 from meisa_sync_sqlalchemy.connector import store_from_url
 from meisa_sync_sqlalchemy.exceptions import MissingTablesError, UnsupportedDatabaseError
 from meisa_sync_sqlalchemy.store import SQLAlchemyStore
@@ -247,6 +248,42 @@ def test_keys_and_worker_ids_too_long_for_the_columns_are_refused(
     with pytest.raises(ValueError, match=r"worker_id: must be 1 to 100 characters"):
         store.claim("w" * 101, limit=1, lease=LONG_LEASE)
     assert store.stats().pending == 0
+
+
+def test_a_real_deadlock_is_recognised_as_worth_running_again(
+    store: SQLAlchemyStore, database_backend: str
+) -> None:
+    if database_backend == "sqlite":
+        pytest.skip("SQLite has one writer: no deadlocks")
+    store.enqueue(make_changes(2))
+    store.claim("w0", limit=2, lease=timedelta(0))  # creates the two state rows
+    state = store.tables.state
+
+    def touch(connection: Connection, pk: str) -> None:
+        where = (state.c.model == "tests.User", state.c.object_pk == pk)
+        connection.execute(update(state).where(*where).values(lease_owner="x"))
+
+    errors: list[DBAPIError] = []
+
+    def second_lock(connection: Connection, pk: str) -> None:
+        try:
+            touch(connection, pk)
+        except DBAPIError as exc:
+            errors.append(exc)
+            connection.rollback()
+
+    with store.engine.connect() as first, store.engine.connect() as second:
+        touch(first, "1")
+        touch(second, "2")
+        waiting = threading.Thread(target=second_lock, args=(first, "2"))
+        waiting.start()
+        second_lock(second, "1")
+        waiting.join(timeout=30)
+        first.rollback()
+        second.rollback()
+
+    assert len(errors) == 1
+    assert Backend(store.engine).is_transient(errors[0])
 
 
 def test_claim_limit_zero_claims_nothing(store: SQLAlchemyStore) -> None:
