@@ -14,14 +14,15 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as exc_module
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from meisa_sync.server.models import Base
 
-__all__ = ["Database"]
+__all__ = ["Database", "pipelined"]
 
 T = TypeVar("T")
 _JOINED: contextvars.ContextVar[tuple[Database, Session] | None] = contextvars.ContextVar(
@@ -149,6 +150,28 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+@contextlib.contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """Send the statements of the block without waiting for each answer, where the driver can
+    (psycopg 3's pipeline mode): the writes of an upsert then cost one round trip, not one each.
+
+    Errors then surface when the block ends, from the driver; they are re-raised as SQLAlchemy's
+    so that a unique-index collision is retried like any other.
+    """
+    dbapi_connection = connection.connection.dbapi_connection
+    pipeline = getattr(dbapi_connection, "pipeline", None)
+    if connection.dialect.name != "postgresql" or pipeline is None:
+        yield
+        return
+    try:
+        with pipeline():
+            yield
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise exc_module.DBAPIError.instance(
+            None, None, exc, connection.dialect.loaded_dbapi.Error
+        ) from exc
 
 
 def _is_collision(exc: Exception) -> bool:

@@ -10,17 +10,16 @@ is most of its cost (CONTRACT.md's throughput target is relative to ``/health/``
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
-from sqlalchemy import exc as exc_module
 
 from meisa_sync.server.activity import KINDS
-from meisa_sync.server.context import ServerContext, format_time
+from meisa_sync.server.context import ServerContext
+from meisa_sync.server.db import pipelined
 from meisa_sync.server.models import (
     Activity,
     Contact,
@@ -30,6 +29,7 @@ from meisa_sync.server.models import (
     Tag,
     new_id,
 )
+from meisa_sync.server.shapes import contact_view, enrollment_view
 
 TAGS_CACHE = "tag"
 
@@ -37,8 +37,6 @@ __all__ = [
     "TAGS_CACHE",
     "ContactEditor",
     "SequenceInfo",
-    "contact_view",
-    "enrollment_view",
     "find_sequence",
 ]
 
@@ -94,35 +92,6 @@ def find_sequence(connection: Connection, slug: str) -> SequenceInfo | None:
         )
     ).first()
     return None if row is None else SequenceInfo(row.id, row.slug, row.allow_reenrollment)
-
-
-def enrollment_view(row: Mapping[str, Any], slug: str) -> dict[str, Any]:
-    """An enrollment as the API shows it."""
-    exited = row["exited_at"]
-    return {
-        "id": row["id"],
-        "sequence": slug,
-        "contact_id": row["contact_id"],
-        "status": row["status"],
-        "enrolled_at": format_time(row["enrolled_at"]),
-        "exited_at": format_time(exited) if exited else None,
-    }
-
-
-def contact_view(row: Mapping[str, Any], tags: list[dict[str, str]]) -> dict[str, Any]:
-    """A contact as the API shows it (the seed's shape), tags sorted by name."""
-    return {
-        "id": row["id"],
-        "email": row["email"],
-        "external_id": row["external_id"],
-        "first_name": row["first_name"],
-        "last_name": row["last_name"],
-        "custom_fields": row["custom_fields"],
-        "tags": sorted(tags, key=lambda tag: (tag["name"].lower(), tag["name"])),
-        "status": row["status"],
-        "created_at": format_time(row["created_at"]),
-        "updated_at": format_time(row["updated_at"]),
-    }
 
 
 class ContactEditor:
@@ -314,28 +283,6 @@ class ContactEditor:
         self._link_deletes, self._link_inserts = set(), {}
         self._enrollment_exits, self._enrollment_inserts = set(), {}
         self._activity = []
-
-
-@contextlib.contextmanager
-def pipelined(connection: Connection) -> Iterator[None]:
-    """Send the statements of the block without waiting for each answer, where the driver can
-    (psycopg 3's pipeline mode): the writes of an upsert then cost one round trip, not one each.
-
-    Errors then surface when the block ends, from the driver; they are re-raised as SQLAlchemy's
-    so that a unique-index collision is retried like any other.
-    """
-    dbapi_connection = connection.connection.dbapi_connection
-    pipeline = getattr(dbapi_connection, "pipeline", None)
-    if connection.dialect.name != "postgresql" or pipeline is None:
-        yield
-        return
-    try:
-        with pipeline():
-            yield
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise exc_module.DBAPIError.instance(
-            None, None, exc, connection.dialect.loaded_dbapi.Error
-        ) from exc
 
 
 def get_or_create_tag(

@@ -21,12 +21,13 @@ from meisa_sync.server import idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body, parse_model
 from meisa_sync.server.context import ServerContext, format_time, get_context
-from meisa_sync.server.editor import ContactEditor, SequenceInfo, enrollment_view
+from meisa_sync.server.editor import ContactEditor, SequenceInfo
 from meisa_sync.server.editor import find_sequence as find_sequence_info
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
 from meisa_sync.server.models import Enrollment, Sequence
 from meisa_sync.server.routing import route
+from meisa_sync.server.shapes import enrollment_view
 
 __all__ = ["contact_enrollments", "enrollment_json", "router", "sequence_json"]
 

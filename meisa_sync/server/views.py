@@ -7,9 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from meisa_sync.server.editor import contact_view
 from meisa_sync.server.models import Contact
 from meisa_sync.server.sequences import EnrollmentOut, contact_enrollments
+from meisa_sync.server.shapes import contact_view
 from meisa_sync.server.tags import TagOut, tags_of
 
 __all__ = ["ContactOut", "ContactWithEnrollments", "contact_json"]
