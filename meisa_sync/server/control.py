@@ -58,6 +58,8 @@ class DropFilter(logging.Filter):
 def _logged_body(raw: bytes) -> Any:
     if not raw:
         return None
+    if len(raw) > _LOGGED_BODY_CHARS:  # keep the log's memory bounded; 1 MiB bodies exist
+        return raw[:_LOGGED_BODY_CHARS].decode("utf-8", "replace") + "…(truncated)"
     try:
         return json.loads(raw)
     except ValueError:

@@ -149,3 +149,11 @@ async def test_control_plane_is_off_unless_asked_for(tmp_path: Path) -> None:
             assert_error(await client.get("/_meisa/requests/"), 404, "not_found")
     finally:
         app.state.meisa.close()
+
+
+async def test_request_log_truncates_large_bodies(meisa_async_client: httpx.AsyncClient) -> None:
+    body = {"email": "big@x.io", "custom_fields": {"text": "x" * 9_000, "more": "y" * 9_000}}
+    await meisa_async_client.post("/contacts/upsert/", json=body, headers=key_headers())
+    [entry] = (await control(meisa_async_client, "requests")).json()
+    assert isinstance(entry["body"], str) and entry["body"].endswith("…(truncated)")
+    assert len(entry["body"]) < 10_100
