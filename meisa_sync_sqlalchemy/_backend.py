@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, Table, insert
+from sqlalchemy import Insert, Table, false, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -43,7 +43,9 @@ _ATTEMPTS = 5
 class Backend:
     """The engine plus the dialect-specific pieces of SQL the store needs."""
 
-    def __init__(self, engine: Engine, *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, engine: Engine, *, write_lock_table: Table | None = None, busy_timeout: float = 30.0
+    ) -> None:
         if engine.dialect.name not in _SUPPORTED:
             raise UnsupportedDatabaseError(
                 f"meisa-sync's SQLAlchemy store supports SQLite, PostgreSQL and MySQL 8/MariaDB "
@@ -52,6 +54,13 @@ class Backend:
         self.engine = engine
         self.name = engine.dialect.name
         self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._write_lock = (
+            None
+            if write_lock_table is None
+            else update(write_lock_table)
+            .where(false())
+            .values({write_lock_table.c[0].name: write_lock_table.c[0]})
+        )
         self._claim_support_checked = False
 
     @property
@@ -82,21 +91,28 @@ class Backend:
 
     def begin(self, connection: Connection) -> None:
         """Start a write transaction (elsewhere than SQLite the next statement starts one)."""
-        if self.single_writer:
+        if not self.single_writer:
+            return
+        if not _sqlite_in_transaction(connection):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif self._write_lock is not None:
+            # A deferred transaction is open already: an engine "begin" listener said BEGIN
+            # (SQLAlchemy's recipe for SAVEPOINT on pysqlite), or sqlite3 runs with
+            # autocommit=False. A write that changes nothing takes the write lock now, as
+            # BEGIN IMMEDIATE would have.
+            connection.execute(self._write_lock)
 
     def commit(self, connection: Connection) -> None:
         if self.single_writer:
-            connection.exec_driver_sql("COMMIT")
+            # The driver's own commit: it knows whether it (or a listener) opened the transaction.
+            connection.connection.driver_connection.commit()  # type: ignore[union-attr]
         else:
             connection.commit()
 
     def rollback(self, connection: Connection) -> None:
         if self.single_writer:
-            if connection.connection.dbapi_connection is not None and getattr(
-                connection.connection.dbapi_connection, "in_transaction", False
-            ):
-                connection.exec_driver_sql("ROLLBACK")
+            if _sqlite_in_transaction(connection):
+                connection.connection.driver_connection.rollback()  # type: ignore[union-attr]
         else:
             connection.rollback()
 
@@ -177,3 +193,8 @@ class Backend:
         if when.tzinfo is None:
             return when.replace(tzinfo=timezone.utc)
         return when.astimezone(timezone.utc)
+
+
+def _sqlite_in_transaction(connection: Connection) -> bool:
+    driver: Any = connection.connection.driver_connection
+    return bool(getattr(driver, "in_transaction", False))

@@ -71,7 +71,9 @@ class SQLAlchemyStore(OutboxStore):
     ) -> None:
         self.engine = engine
         self.tables: OutboxTables = outbox_tables(metadata if metadata is not None else MetaData())
-        self._backend = Backend(engine, busy_timeout=busy_timeout)
+        self._backend = Backend(
+            engine, write_lock_table=self.tables.state, busy_timeout=busy_timeout
+        )
         self._clock = clock or _utc_now
         self._owns_engine = False
 

@@ -74,6 +74,37 @@ class TestSQLAlchemyStore(StoreContract):
         return clock
 
 
+class TestSQLAlchemyStoreUnderSQLitesSavepointRecipe(StoreContract):
+    """On an engine set up as SQLAlchemy's docs suggest for SAVEPOINT on pysqlite (the driver's
+    own transaction handling off, an engine "begin" listener saying BEGIN), so that a transaction
+    is already open when the store begins its own."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path, clock: FakeClock) -> Iterator[SQLAlchemyStore]:
+        engine = create_engine(f"sqlite:///{tmp_path / 'recipe.db'}")
+
+        @event.listens_for(engine, "connect")
+        def no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN")
+
+        store = SQLAlchemyStore(engine, clock=clock, busy_timeout=5)
+        store.create_tables()
+        yield store
+        engine.dispose()
+
+    @pytest.fixture
+    def advance(self, clock: FakeClock) -> Callable[[timedelta], None]:
+        return clock.advance
+
+    @pytest.fixture
+    def now(self, clock: FakeClock) -> Callable[[], datetime]:
+        return clock
+
+
 # -- several processes ---------------------------------------------------------------------------
 
 
