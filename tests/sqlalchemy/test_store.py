@@ -317,6 +317,16 @@ def test_a_real_deadlock_is_recognised_as_worth_running_again(
     assert Backend(store.engine).is_transient(errors[0])
 
 
+def test_enqueue_without_insert_returning(store: SQLAlchemyStore) -> None:
+    # MySQL has no INSERT ... RETURNING: the store inserts row by row and reads each id.
+    dialect: Any = store.engine.dialect
+    dialect.insert_executemany_returning_sort_by_parameter_order = False
+    ids = store.enqueue(make_changes(3))
+    claimed = store.claim("w1", limit=3, lease=LONG_LEASE)
+    assert [c.record_ids[0] for c in claimed] == ids == sorted(ids)
+    assert [c.key.pk for c in claimed] == ["1", "2", "3"]
+
+
 def test_claim_limit_zero_claims_nothing(store: SQLAlchemyStore) -> None:
     store.enqueue(make_changes(2))
     assert store.claim("w1", limit=0, lease=LONG_LEASE) == []
