@@ -11,13 +11,18 @@ command.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import models, transaction
 
+from meisa_sync.backfill import (
+    CURSOR_PK,
+    BackfillCursor,
+    BackfillProgress,
+    BackfillResult,
+    cursor_model,
+)
 from meisa_sync.records import NewChange, ObjectKey, Priority
 from meisa_sync_django.conf import sync_settings
 from meisa_sync_django.exceptions import ImproperlyConfigured
@@ -32,33 +37,6 @@ __all__ = [
     "cursor_model",
     "project_backfill",
 ]
-
-CURSOR_PK = "cursor"
-
-
-def cursor_model(label: str) -> str:
-    """The object-state ``model`` value under which the backfill of ``label`` keeps its cursor."""
-    return f"meisa_sync:backfill:{label}"
-
-
-@dataclass(frozen=True)
-class BackfillProgress:
-    """Reported after each committed batch."""
-
-    model: str
-    recorded: int
-    total: int
-    last_pk: object
-
-
-@dataclass(frozen=True)
-class BackfillResult:
-    """What one model's backfill did in this run."""
-
-    model: str
-    recorded: int
-    resumed_after: str | None
-    already_complete: bool = False
 
 
 class DjangoBackfill:
@@ -100,9 +78,9 @@ class DjangoBackfill:
         rows = mapped.model._base_manager.using(self.using)
         with transaction.atomic(using=self.using):
             cursor = None if restart else self._read_cursor(mapped.label)
-            if cursor is not None and cursor.get("done"):
-                return BackfillResult(mapped.label, 0, cursor.get("after"), already_complete=True)
-            resumed_after = cursor.get("after") if cursor else None
+            if cursor is not None and cursor.done:
+                return BackfillResult(mapped.label, 0, cursor.after, already_complete=True)
+            resumed_after = cursor.after if cursor else None
             after = _pk_value(mapped.model, resumed_after)
             total = _after(rows, after).count()
             self._write_cursor(mapped.label, resumed_after, done=False)
@@ -148,12 +126,12 @@ class DjangoBackfill:
         )
         return rows
 
-    def _read_cursor(self, label: str) -> dict[str, Any] | None:
+    def _read_cursor(self, label: str) -> BackfillCursor | None:
         payload = self._cursor_rows(label).values_list("payload", flat=True).first()
-        return None if payload is None else dict(json.loads(payload))
+        return BackfillCursor.from_payload(payload)
 
     def _write_cursor(self, label: str, after: str | None, *, done: bool) -> None:
-        payload = json.dumps({"after": after, "done": done})
+        payload = BackfillCursor(after, done).to_payload()
         if not self._cursor_rows(label).update(payload=payload):
             ObjectState.objects.using(self.using).bulk_create(
                 [ObjectState(model=cursor_model(label), object_pk=CURSOR_PK, payload=payload)]

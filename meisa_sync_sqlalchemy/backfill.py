@@ -14,46 +14,24 @@ Run one backfill per model at a time.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from meisa_sync.backfill import (
+    CURSOR_PK,
+    BackfillCursor,
+    BackfillProgress,
+    BackfillResult,
+    cursor_model,
+)
 from meisa_sync.records import NewChange, Operation, Priority
 from meisa_sync_sqlalchemy.tables import OutboxTables
 from meisa_sync_sqlalchemy.watching import WatchedModel
 from meisa_sync_sqlalchemy.writing import OutboxWriter
 
 __all__ = ["Backfill", "BackfillProgress", "BackfillResult", "cursor_model"]
-
-CURSOR_PK = "cursor"
-
-
-def cursor_model(label: str) -> str:
-    """The object-state ``model`` value under which the backfill of ``label`` keeps its cursor."""
-    return f"meisa_sync:backfill:{label}"
-
-
-@dataclass(frozen=True)
-class BackfillProgress:
-    """Reported after each committed batch."""
-
-    model: str
-    recorded: int
-    total: int
-    last_pk: object
-
-
-@dataclass(frozen=True)
-class BackfillResult:
-    """What one model's backfill did in this run."""
-
-    model: str
-    recorded: int
-    resumed_after: str | None
-    already_complete: bool = False
 
 
 class Backfill:
@@ -89,9 +67,9 @@ class Backfill:
         label = self.watched.label
         with self.engine.begin() as connection:
             cursor = None if restart else self._read_cursor(connection)
-            if cursor is not None and cursor.get("done"):
-                return BackfillResult(label, 0, cursor.get("after"), already_complete=True)
-            resumed_after = cursor.get("after") if cursor else None
+            if cursor is not None and cursor.done:
+                return BackfillResult(label, 0, cursor.after, already_complete=True)
+            resumed_after = cursor.after if cursor else None
             after = self._pk_value(resumed_after) if resumed_after is not None else None
             total = self._remaining(connection, after)
             self._write_cursor(connection, after, done=False)
@@ -132,18 +110,18 @@ class Backfill:
             return text
         return text if python_type is str else python_type(text)
 
-    def _read_cursor(self, connection: Connection) -> dict[str, Any] | None:
+    def _read_cursor(self, connection: Connection) -> BackfillCursor | None:
         state = self.tables.state
         payload = connection.scalar(
             select(state.c.payload).where(
                 state.c.model == cursor_model(self.watched.label), state.c.object_pk == CURSOR_PK
             )
         )
-        return None if payload is None else dict(json.loads(payload))
+        return BackfillCursor.from_payload(payload)
 
     def _write_cursor(self, connection: Connection, after: object, *, done: bool) -> None:
         state = self.tables.state
-        payload = json.dumps({"after": None if after is None else str(after), "done": done})
+        payload = BackfillCursor(None if after is None else str(after), done).to_payload()
         where = (state.c.model == cursor_model(self.watched.label), state.c.object_pk == CURSOR_PK)
         updated = connection.execute(state.update().where(*where).values(payload=payload))
         if updated.rowcount == 0:

@@ -106,11 +106,11 @@ def resolve_sync_app(target: object, where: str) -> SyncApp:
     )
 
 
-def find_sync_app(spec: str) -> SyncApp:
-    """The SyncApp that ``module:attribute`` (dotted attributes allowed) names."""
+def import_target(spec: str, *, param_hint: str = "--app") -> object:
+    """The object ``module:attribute`` (dotted attributes allowed) names."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise click.BadParameter(f"{spec!r}: expected module:attribute", param_hint="--app")
+        raise click.BadParameter(f"{spec!r}: expected module:attribute", param_hint=param_hint)
     # As with celery -A and flask --app: the project in the working directory is importable.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -118,7 +118,7 @@ def find_sync_app(spec: str) -> SyncApp:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise click.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint="--app"
+            f"cannot import {module_name!r}: {exc}", param_hint=param_hint
         ) from exc
     target: object = module
     for part in attribute.split("."):
@@ -126,9 +126,14 @@ def find_sync_app(spec: str) -> SyncApp:
             target = getattr(target, part)
         except AttributeError:
             raise click.BadParameter(
-                f"module {module_name!r} has no attribute {attribute!r}", param_hint="--app"
+                f"module {module_name!r} has no attribute {attribute!r}", param_hint=param_hint
             ) from None
-    return resolve_sync_app(target, spec)
+    return target
+
+
+def find_sync_app(spec: str) -> SyncApp:
+    """The SyncApp that ``module:attribute`` (dotted attributes allowed) names."""
+    return resolve_sync_app(import_target(spec), spec)
 
 
 def _one_target(app_spec: str | None, database_url: str | None, django_settings: str | None) -> str:

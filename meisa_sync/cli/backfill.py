@@ -12,15 +12,14 @@ when run again; a finished one does nothing unless ``--restart``.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import click
 
+from meisa_sync.cli._loading import import_target
 from meisa_sync.exceptions import MeisaSyncError
 
 __all__ = ["Backfiller", "backfill", "load_backfiller"]
@@ -46,26 +45,7 @@ class Backfiller(Protocol):
 
 def load_backfiller(spec: str) -> Backfiller:
     """The registration ``module:attribute`` names (called first when it is a factory)."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise click.BadParameter(f"{spec!r}: expected module:attribute", param_hint="--app")
-    # As with celery -A and flask --app: the project in the working directory is importable.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint="--app"
-        ) from exc
-    target: Any = module
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise click.BadParameter(
-                f"module {module_name!r} has no attribute {attribute!r}", param_hint="--app"
-            ) from None
+    target: Any = import_target(spec)
     if not isinstance(target, Backfiller) and callable(target):
         target = target()
     if not isinstance(target, Backfiller):
