@@ -1,7 +1,8 @@
 """What the store does differently on SQLite, PostgreSQL and MySQL/MariaDB.
 
 - Transactions: SQLite runs every write in ``BEGIN IMMEDIATE`` (one writer at a time, waiting up
-  to the busy timeout), so a claim can never interleave with another; PostgreSQL and MySQL run at
+  to the busy timeout), so a claim can never interleave with another (on an engine whose listener
+  already said ``BEGIN``, a write that changes nothing takes the lock); PostgreSQL and MySQL run at
   READ COMMITTED whatever the engine's default, so locking reads see the latest committed leases
   and MySQL takes no gap locks. Deadlocks and lock timeouts are retried.
 - Row locks: ``FOR UPDATE SKIP LOCKED`` needs PostgreSQL, MySQL 8.0.1+ or MariaDB 10.6+.
@@ -44,8 +45,9 @@ class Backend:
     """The engine plus the dialect-specific pieces of SQL the store needs."""
 
     def __init__(
-        self, engine: Engine, *, write_lock_table: Table | None = None, busy_timeout: float = 30.0
+        self, engine: Engine, *, write_lock_table: Table, busy_timeout: float = 30.0
     ) -> None:
+        """``write_lock_table``: a table of the store's that a no-op UPDATE may name."""
         if engine.dialect.name not in _SUPPORTED:
             raise UnsupportedDatabaseError(
                 f"meisa-sync's SQLAlchemy store supports SQLite, PostgreSQL and MySQL 8/MariaDB "
@@ -54,13 +56,8 @@ class Backend:
         self.engine = engine
         self.name = engine.dialect.name
         self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._write_lock = (
-            None
-            if write_lock_table is None
-            else update(write_lock_table)
-            .where(false())
-            .values({write_lock_table.c[0].name: write_lock_table.c[0]})
-        )
+        first = write_lock_table.c[0]
+        self._write_lock = update(write_lock_table).where(false()).values({first.name: first})
         self._claim_support_checked = False
 
     @property
@@ -95,7 +92,7 @@ class Backend:
             return
         if not _sqlite_in_transaction(connection):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-        elif self._write_lock is not None:
+        else:
             # A deferred transaction is open already: an engine "begin" listener said BEGIN
             # (SQLAlchemy's recipe for SAVEPOINT on pysqlite), or sqlite3 runs with
             # autocommit=False. A write that changes nothing takes the write lock now, as
