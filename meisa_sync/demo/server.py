@@ -6,19 +6,15 @@ Its API key allows a million requests a minute, so the demo does not wait: a rea
 
 from __future__ import annotations
 
-import logging
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from meisa_sync.server import create_app
-from meisa_sync.server.control import DropFilter
 from meisa_sync.server.credentials import ALL_SCOPES
 from meisa_sync.server.seed import seed_config
+from meisa_sync.server.threaded import serve_in_thread
 
 __all__ = ["DEMO_KEY", "DEMO_PASSWORD", "DEMO_PER_MINUTE", "DEMO_USERNAME", "running_server"]
 
@@ -47,27 +43,9 @@ def demo_config() -> dict[str, Any]:
 @contextmanager
 def running_server(database: Path) -> Iterator[str]:
     """Serve a reference server on ``database`` from a background thread; yield its root URL."""
-    import uvicorn
-
     app = create_app(f"sqlite:///{database}", config=demo_config(), control_plane=True)
-    logging.getLogger("uvicorn.error").addFilter(DropFilter())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # port 0: any free port
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", http="h11")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the demo's Meisa server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        with serve_in_thread(app) as root_url:
+            yield root_url
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
         app.state.meisa.close()
