@@ -20,8 +20,8 @@ __all__ = ["SyncApp"]
 class SyncApp:
     """A store, a source and the mappings by model label.
 
-    The plugins build one (``meisa_sync_sqlalchemy.SQLAlchemySync``, ``meisa_sync_django``'s settings);
-    tests build one from the in-memory twins.
+    The plugins build one (``meisa_sync_sqlalchemy.SQLAlchemySync``, ``meisa_sync_django``'s
+    settings); tests build one from the in-memory twins.
     """
 
     store: OutboxStore
