@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from meisa_sync import signals
 from meisa_sync.records import (
+    Ack,
     ChangeRecord,
     ClaimedObject,
     NewChange,
@@ -163,15 +164,12 @@ class InMemoryStore(OutboxStore):
         remote_id: str | None = None,
     ) -> None:
         with self._lock:
-            for record in self._records_of(key, record_ids):
-                del self._records[record.id]
-            state = self._state(key)
-            state.payload_hash = payload_hash
-            state.payload = payload if payload_hash is not None else None
-            if remote_id is not None:
-                state.remote_id = remote_id
-            state.last_sent_at = self._clock()
-            state.release(worker_id)
+            self._ack(worker_id, Ack(key, tuple(record_ids), payload_hash, payload, remote_id))
+
+    def ack_many(self, worker_id: str, acks: Sequence[Ack]) -> None:
+        with self._lock:
+            for item in acks:
+                self._ack(worker_id, item)
 
     def retry(
         self,
@@ -283,6 +281,17 @@ class InMemoryStore(OutboxStore):
             return None if state is None else state.remote_id
 
     # -- internals (called with the lock held) -------------------------------------------------
+
+    def _ack(self, worker_id: str, ack: Ack) -> None:
+        for record in self._records_of(ack.key, ack.record_ids):
+            del self._records[record.id]
+        state = self._state(ack.key)
+        state.payload_hash = ack.payload_hash
+        state.payload = ack.payload if ack.payload_hash is not None else None
+        if ack.remote_id is not None:
+            state.remote_id = ack.remote_id
+        state.last_sent_at = self._clock()
+        state.release(worker_id)
 
     def _state(self, key: ObjectKey) -> _ObjectState:
         return self._states.setdefault(key, _ObjectState())

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "Ack",
     "ChangeRecord",
     "ClaimedObject",
     "NewChange",
@@ -108,6 +109,26 @@ class ClaimedObject:
     @property
     def record_ids(self) -> tuple[int, ...]:
         return tuple(record.id for record in self.records)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One object's acknowledgement, for ``OutboxStore.ack_many``: the arguments of one ``ack``.
+
+    ``record_ids`` leave the outbox; ``payload_hash`` and the canonical ``payload`` JSON become
+    the object's last acknowledged payload (``None`` forgets it, e.g. after a delete);
+    ``remote_id``, when given, is remembered as the Meisa contact id.
+    """
+
+    key: ObjectKey
+    record_ids: tuple[int, ...]
+    payload_hash: str | None
+    payload: str | None = None
+    remote_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # A list is accepted (and frozen) as readily as a tuple.
+        object.__setattr__(self, "record_ids", tuple(self.record_ids))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,11 @@ Semantics every implementation keeps (``tests/core/store_contract.py`` checks th
   each with all its due pending records. Claimed records stay ``pending``: a worker that dies
   leaves them to be claimed again once the lease expires.
 - ``ack``/``retry``/``dead``/``release`` act only on the given record ids of an object and release
-  that object's lease; records that arrived while the request was in flight stay pending.
+  that object's lease; records that arrived while the request was in flight stay pending. Only
+  the lease's holder frees it: a late answer from a worker whose lease was taken over still
+  settles its records, but leaves the new holder's lease alone.
+- ``ack_many`` is ``ack`` for each item of a list, in order, written at once (the SQL stores use
+  one transaction, so the drain worker pays one commit for a group of objects, not one each).
 - ``renew`` extends leases still held by the worker and returns the keys it still holds.
 """
 
@@ -24,9 +28,16 @@ import abc
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from meisa_sync.records import ChangeRecord, ClaimedObject, NewChange, ObjectKey, OutboxStats
+from meisa_sync.records import (
+    Ack,
+    ChangeRecord,
+    ClaimedObject,
+    NewChange,
+    ObjectKey,
+    OutboxStats,
+)
 
-__all__ = ["OutboxStore"]
+__all__ = ["OutboxStore", "fold_acks"]
 
 
 class OutboxStore(abc.ABC):
@@ -60,6 +71,28 @@ class OutboxStore(abc.ABC):
         ``payload_hash`` (and the canonical ``payload`` JSON, for admins) become the object's last
         acknowledged payload; ``None`` after a delete clears it.
         """
+
+    def ack_many(self, worker_id: str, acks: Sequence[Ack]) -> None:
+        """``ack`` for each item, in order: the same semantics, written together.
+
+        Each item deletes only its own records (ids of other objects are ignored), becomes its
+        object's last acknowledged state and frees the lease ``worker_id`` holds on it (a lease
+        another worker took over stays theirs). Several items for one object act as successive
+        acks: every listed record leaves, the last item's payload wins, the last ``remote_id``
+        given is kept.
+
+        This default calls ``ack`` once per item; a store that can should override it with one
+        transaction for the whole list (``fold_acks`` merges the items of one object first).
+        """
+        for item in acks:
+            self.ack(
+                worker_id,
+                item.key,
+                item.record_ids,
+                payload_hash=item.payload_hash,
+                payload=item.payload,
+                remote_id=item.remote_id,
+            )
 
     @abc.abstractmethod
     def retry(
@@ -101,3 +134,21 @@ class OutboxStore(abc.ABC):
         self, *, older_than: timedelta | None = None, record_ids: Sequence[int] | None = None
     ) -> int:
         """Delete dead records (only dead ones); return how many."""
+
+
+def fold_acks(acks: Sequence[Ack]) -> list[Ack]:
+    """One ``Ack`` per object with the effect of all its items in order (``ack_many``'s
+    semantics), in the order objects first appear: for stores writing a list in one statement."""
+    folded: dict[ObjectKey, Ack] = {}
+    for item in acks:
+        earlier = folded.get(item.key)
+        if earlier is not None:
+            item = Ack(
+                key=item.key,
+                record_ids=tuple(dict.fromkeys(earlier.record_ids + item.record_ids)),
+                payload_hash=item.payload_hash,
+                payload=item.payload,
+                remote_id=item.remote_id if item.remote_id is not None else earlier.remote_id,
+            )
+        folded[item.key] = item
+    return list(folded.values())

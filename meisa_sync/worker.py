@@ -4,7 +4,8 @@ One pass (``Worker.run_once``) repeats until nothing due is left::
 
     claim a batch → plan it (meisa_sync.batch: coalesce, load, build, drop no-ops)
     → send with bounded concurrency, each lease checked just before its request
-    → ack / retry / dead / release per CONTRACT.md §10.7
+    → ack / retry / dead / release per CONTRACT.md §10.7 (meisa_sync.settle); acks are written
+      in groups (meisa_sync.acking), all of a batch's before the next claim
 
 ``Worker.run`` loops over passes, polls with backoff when idle, pauses on auth failures and stops
 gracefully on SIGTERM/SIGINT (in-flight requests finish, unsent objects are released).
@@ -26,6 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from meisa_sync import signals
+from meisa_sync.acking import AckWriter
 from meisa_sync.batch import Action, Plan, plan_batch
 from meisa_sync.exceptions import (
     AuthenticationFailed,
@@ -107,16 +109,8 @@ class Worker:
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="meisa-sync-send")
         self._gate = RateLimitGate(pacer, clock)
-        self._settler = Settler(
-            store=app.store,
-            worker_id=self.worker_id,
-            sender=self,
-            retry_policy=self.retry_policy,
-            gate=self._gate,
-            clock=clock,
-            random=random,
-        )
         self._clock = clock
+        self._random = random
 
     def __repr__(self) -> str:
         return f"Worker(worker_id={self.worker_id!r}, batch_size={self.batch_size})"
@@ -228,24 +222,28 @@ class Worker:
             self.app.store, self.worker_id, keys, self.lease, clock=self._clock
         ) as keeper:
             try:
-                sending = []
-                for plan in plan_batch(self.app, batch):
-                    if plan.action is Action.SEND:
-                        sending.append(plan)
-                    else:
-                        self._settler.unsent(plan, report)
-                        keeper.finish(plan.key)
-                futures = [
-                    self._pool.submit(self._deliver, plan, keeper, auth_errors) for plan in sending
-                ]
-                # Every request finishes before anything is released, whatever failed.
-                wait(futures)
+                # Leaving this block writes the batch's last acks: before anything is released
+                # and before the next claim, which could otherwise lease the objects again.
+                with AckWriter(self.app.store, self.worker_id) as acks:
+                    settler = self._settler(keeper, acks)
+                    plans = plan_batch(self.app, batch)
+                    sending = [plan for plan in plans if plan.action is Action.SEND]
+                    settler.unsent(
+                        [plan for plan in plans if plan.action is not Action.SEND], report
+                    )
+                    futures = [
+                        self._pool.submit(self._deliver, settler, plan, keeper, auth_errors)
+                        for plan in sending
+                    ]
+                    # Every request finishes before anything is released, whatever failed.
+                    wait(futures)
                 for plan, future in zip(sending, futures, strict=True):
                     error = future.exception()
                     if error is None:
                         report.add(future.result())
                     else:
                         logger.error("settling %s failed: %r", plan.key, error, exc_info=error)
+                report.add(settler.written)
             finally:
                 unfinished = keeper.unfinished()
                 if unfinished:
@@ -256,11 +254,28 @@ class Worker:
             self._auth_failed(auth_errors[0], report)
         return report
 
+    def _settler(self, keeper: LeaseKeeper, acks: AckWriter) -> Settler:
+        return Settler(
+            store=self.app.store,
+            worker_id=self.worker_id,
+            sender=self,
+            retry_policy=self.retry_policy,
+            gate=self._gate,
+            clock=self._clock,
+            random=self._random,
+            keeper=keeper,
+            acks=acks,
+        )
+
     def _deliver(
-        self, plan: Plan, keeper: LeaseKeeper, auth_errors: list[MeisaAPIError]
+        self,
+        settler: Settler,
+        plan: Plan,
+        keeper: LeaseKeeper,
+        auth_errors: list[MeisaAPIError],
     ) -> DrainReport:
-        """Send one plan and settle its records (in a pool thread). An object that is not sent
-        stays in the keeper and is released with the batch."""
+        """Send one plan and settle its records (in a pool thread). An object that is not sent,
+        or whose settlement fails, stays in the keeper and is released with the batch."""
         report = DrainReport()
         if not self._wait_for_turn(auth_errors) or not keeper.confirm(plan.key):
             return report
@@ -272,17 +287,16 @@ class Worker:
             return report
         except MeisaAPIError as exc:
             observe_headers(self.pacer, exc.headers)
-            self._settler.refused(plan, exc, report)
+            settler.refused(plan, exc, report)
         except TransportError as exc:
-            self._settler.retry_later(plan, exc, report)
+            settler.retry_later(plan, exc, report)
         except Exception as exc:
             logger.exception("sending %s failed unexpectedly; it will be retried", plan.key)
-            self._settler.retry_later(plan, exc, report)
+            settler.retry_later(plan, exc, report)
         else:
             if self.pacer is not None:
                 self.pacer.observe(response.rate_limit)
-            self._settler.sent(plan, response, report)
-        keeper.finish(plan.key)
+            settler.sent(plan, response)
         return report
 
     def _wait_for_turn(self, auth_errors: list[MeisaAPIError]) -> bool:

@@ -9,10 +9,11 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from django.db import models, transaction
-from django.db.models import Count, F, Min
+from django.db import connections, models, transaction
+from django.db.models import Count, F, Min, Q
 
 from meisa_sync.records import (
+    Ack,
     ChangeRecord,
     ClaimedObject,
     NewChange,
@@ -20,7 +21,7 @@ from meisa_sync.records import (
     OutboxStats,
     RecordState,
 )
-from meisa_sync.store import OutboxStore
+from meisa_sync.store import OutboxStore, fold_acks
 from meisa_sync_django.claim import claim
 from meisa_sync_django.models import ObjectState, OutboxRecord
 from meisa_sync_django.outbox import write_changes
@@ -37,6 +38,8 @@ __all__ = ["DjangoStore"]
 
 _PENDING = RecordState.PENDING.value
 _DEAD = RecordState.DEAD.value
+# Objects per statement in ``ack_many``: bounded statements, whatever the group's size.
+_ACKS_PER_STATEMENT = 200
 
 
 def _utc_now() -> dt.datetime:
@@ -113,6 +116,27 @@ class DjangoStore(OutboxStore):
                     ignore_conflicts=True,
                 )
             self._release(worker_id, [key])
+
+    def ack_many(self, worker_id: str, acks: Sequence[Ack]) -> None:
+        """``ack`` for each item in one transaction: per chunk of objects, one DELETE of the
+        records, one upsert of the state rows (two when only some carry a contact id), one
+        UPDATE freeing the leases ``worker_id`` holds."""
+        folded = fold_acks(acks)
+        if not folded:
+            return
+        now = to_db_time(self._clock())
+        with self._atomic():
+            for start in range(0, len(folded), _ACKS_PER_STATEMENT):
+                chunk = folded[start : start + _ACKS_PER_STATEMENT]
+                acknowledged = Q(pk__in=[])
+                for item in chunk:
+                    acknowledged |= Q(
+                        model=item.key.model, object_pk=item.key.pk, id__in=item.record_ids
+                    )
+                ids = [record_id for item in chunk for record_id in item.record_ids]
+                outbox(self.using).filter(id__in=ids).filter(acknowledged).delete()
+                self._remember(chunk, now)
+                self._release(worker_id, [item.key for item in chunk])
 
     def retry(
         self,
@@ -212,6 +236,35 @@ class DjangoStore(OutboxStore):
         states(self.using, list(keys)).filter(lease_owner=worker_id).update(
             lease_owner=None, lease_expires_at=None
         )
+
+    def _remember(self, acks: Sequence[Ack], now: dt.datetime) -> None:
+        """Write the acknowledged state of ``acks`` (one object each), creating missing rows."""
+        fields = ["payload_hash", "payload", "last_sent_at"]
+        # MySQL's ON DUPLICATE KEY UPDATE takes no conflict target (it is the primary key here).
+        target = ["model", "object_pk"]
+        if not connections[self.using].features.supports_update_conflicts_with_target:
+            target = []
+        # A contact id is only ever replaced, never cleared: acks without one leave it alone.
+        for with_remote_id in (False, True):
+            rows = [
+                ObjectState(
+                    model=item.key.model,
+                    object_pk=item.key.pk,
+                    payload_hash=item.payload_hash,
+                    payload=item.payload if item.payload_hash is not None else None,
+                    remote_id=item.remote_id,
+                    last_sent_at=now,
+                )
+                for item in acks
+                if (item.remote_id is not None) is with_remote_id
+            ]
+            if rows:
+                ObjectState.objects.using(self.using).bulk_create(
+                    rows,
+                    update_conflicts=True,
+                    unique_fields=target,
+                    update_fields=[*fields, "remote_id"] if with_remote_id else fields,
+                )
 
     def _records(self, key: ObjectKey, record_ids: Sequence[int]) -> models.QuerySet[OutboxRecord]:
         records: models.QuerySet[OutboxRecord] = outbox(self.using).filter(

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from meisa_sync.records import (
+    Ack,
     ChangeRecord,
     ClaimedObject,
     NewChange,
@@ -38,6 +39,7 @@ from meisa_sync_sqlalchemy._backend import Backend
 from meisa_sync_sqlalchemy._rows import change_record
 from meisa_sync_sqlalchemy._sql import check_fits, key_in, release_leases, run_by_ids
 from meisa_sync_sqlalchemy.claim import Claim
+from meisa_sync_sqlalchemy.settle import ack_many
 from meisa_sync_sqlalchemy.tables import OutboxTables, outbox_tables
 
 __all__ = ["SQLAlchemyStore"]
@@ -208,6 +210,10 @@ class SQLAlchemyStore(OutboxStore):
             release_leases(connection, self.tables.state, worker_id, [key])
 
         self._backend.run(ack)
+
+    def ack_many(self, worker_id: str, acks: Sequence[Ack]) -> None:
+        """``ack`` for each item, in one transaction (``meisa_sync_sqlalchemy.settle``)."""
+        ack_many(self._backend, self.tables, worker_id, acks, now=self._db_now())
 
     def retry(
         self,

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from meisa_sync.records import NewChange, ObjectKey, Operation, Priority, RecordState
+from meisa_sync.records import Ack, NewChange, ObjectKey, Operation, Priority, RecordState
 from meisa_sync.store import OutboxStore
 
 __all__ = ["LONG_LEASE", "SHORT_LEASE", "StoreContract", "make_changes"]
@@ -292,6 +292,119 @@ class StoreContract:
         (recreated,) = store.claim("w1", limit=1, lease=LONG_LEASE)
         assert recreated.last_payload_hash is None
 
+    # -- ack_many ------------------------------------------------------------------------------
+
+    def test_ack_many_acknowledges_every_object_with_its_own_state(
+        self, store: OutboxStore
+    ) -> None:
+        store.enqueue(make_changes(3) + make_changes(1))  # object 1 has two records
+        claimed = store.claim("w1", limit=3, lease=LONG_LEASE)
+        store.ack_many(
+            "w1",
+            [
+                Ack(c.key, c.record_ids, f"h{c.key.pk}", f'{{"n":{c.key.pk}}}', f"c{c.key.pk}")
+                for c in claimed
+            ],
+        )
+        assert store.stats().pending == 0
+        assert store.stats().in_flight == 0
+
+        store.enqueue(make_changes(3))
+        again = {c.key: c for c in store.claim("w2", limit=3, lease=LONG_LEASE)}
+        assert {k: (c.last_payload_hash, c.remote_id) for k, c in again.items()} == {
+            key(pk): (f"h{pk}", f"c{pk}") for pk in (1, 2, 3)
+        }
+
+    def test_ack_many_deletes_only_the_given_records_of_each_object(
+        self, store: OutboxStore
+    ) -> None:
+        first, other = store.enqueue(make_changes(2))
+        (second,) = store.enqueue(make_changes(1))
+        claimed = store.claim("w1", limit=1, lease=LONG_LEASE)
+        assert [c.record_ids for c in claimed] == [(first, second)]
+        (late,) = store.enqueue(make_changes(1))  # arrived while the request was in flight
+
+        # ``other`` belongs to object 2: an ack for object 1 must leave it alone.
+        store.ack_many("w1", [Ack(key(1), (first, other), "h1")])
+
+        pending = {c.key: c.record_ids for c in store.claim("w1", limit=2, lease=LONG_LEASE)}
+        assert pending == {key(1): (second, late), key(2): (other,)}
+
+    def test_ack_many_frees_only_the_leases_the_worker_still_holds(
+        self, store: OutboxStore, advance: Callable[[timedelta], None]
+    ) -> None:
+        store.enqueue(make_changes(2))
+        lost, kept = store.claim("w1", limit=2, lease=SHORT_LEASE)
+        advance(PAST_SHORT_LEASE)
+        (taken,) = store.claim("w2", limit=1, lease=LONG_LEASE)
+        assert taken.key == lost.key
+        store.renew("w1", [kept.key], LONG_LEASE)
+
+        # w1's answers arrive late for the object w2 took over, on time for the other.
+        store.ack_many("w1", [Ack(c.key, c.record_ids, "h") for c in (lost, kept)])
+
+        assert store.renew("w2", [taken.key], LONG_LEASE) == {taken.key}
+        store.enqueue(make_changes(2))
+        assert [c.key for c in store.claim("w3", limit=2, lease=LONG_LEASE)] == [kept.key]
+
+    def test_ack_many_without_a_hash_forgets_the_payload_but_keeps_the_contact_id(
+        self, store: OutboxStore
+    ) -> None:
+        store.enqueue(make_changes(2))
+        claimed = store.claim("w1", limit=2, lease=LONG_LEASE)
+        store.ack_many("w1", [Ack(c.key, c.record_ids, "h1", "{}", "c1") for c in claimed])
+        store.enqueue(make_changes(1, operation=Operation.DELETE) + make_changes(1, start=2))
+        deleted, changed = store.claim("w1", limit=2, lease=LONG_LEASE)
+
+        store.ack_many(
+            "w1",
+            [
+                Ack(deleted.key, deleted.record_ids, payload_hash=None, payload="ignored"),
+                Ack(changed.key, changed.record_ids, "h2", "{}"),
+            ],
+        )
+
+        store.enqueue(make_changes(2))
+        again = {c.key: c for c in store.claim("w1", limit=2, lease=LONG_LEASE)}
+        assert (again[key(1)].last_payload_hash, again[key(1)].remote_id) == (None, "c1")
+        assert (again[key(2)].last_payload_hash, again[key(2)].remote_id) == ("h2", "c1")
+
+    def test_ack_many_of_objects_never_claimed(self, store: OutboxStore) -> None:
+        ids = store.enqueue(make_changes(2))
+        store.ack_many("w1", [Ack(key(1), (ids[0],), "h1"), Ack(key(2), (ids[1],), "h2")])
+        assert store.stats().pending == 0
+        store.enqueue(make_changes(2))
+        hashes = {c.key: c.last_payload_hash for c in store.claim("w1", limit=2, lease=LONG_LEASE)}
+        assert hashes == {key(1): "h1", key(2): "h2"}
+
+    def test_ack_many_acks_of_one_object_apply_in_order(self, store: OutboxStore) -> None:
+        first, second = store.enqueue(make_changes(1) + make_changes(1))
+        store.claim("w1", limit=1, lease=LONG_LEASE)
+        store.ack_many(
+            "w1",
+            [
+                Ack(key(1), (first,), "h1", "{}", remote_id="c1"),
+                Ack(key(1), (second,), "h2", "{}", remote_id=None),
+            ],
+        )
+        assert store.stats().pending == 0
+        store.enqueue(make_changes(1))
+        (again,) = store.claim("w2", limit=1, lease=LONG_LEASE)
+        assert (again.last_payload_hash, again.remote_id) == ("h2", "c1")
+
+    def test_ack_many_of_an_object_with_many_records(self, store: OutboxStore) -> None:
+        ids = store.enqueue(make_changes(1) * 1200 + make_changes(1, start=2))
+        (claimed,) = store.claim("w1", limit=1, lease=LONG_LEASE)
+        assert len(claimed.record_ids) == 1200
+        store.ack_many("w1", [Ack(claimed.key, claimed.record_ids, "h")])
+        (rest,) = store.claim("w1", limit=2, lease=LONG_LEASE)
+        assert rest.record_ids == (ids[-1],)
+
+    def test_ack_many_of_nothing_is_a_no_op(self, store: OutboxStore) -> None:
+        store.enqueue(make_changes(1))
+        store.ack_many("w1", [])
+        assert store.stats().pending == 1
+
     # -- retry ---------------------------------------------------------------------------------
 
     def test_retry_counts_an_attempt_and_keeps_the_error(
@@ -461,7 +574,10 @@ class StoreContract:
 
     # -- concurrency ---------------------------------------------------------------------------
 
-    def test_concurrent_workers_never_hold_the_same_object(self, store: OutboxStore) -> None:
+    @pytest.mark.parametrize("grouped", [False, True], ids=["ack", "ack_many"])
+    def test_concurrent_workers_never_hold_the_same_object(
+        self, store: OutboxStore, grouped: bool
+    ) -> None:
         objects, per_object, workers = 30, 3, 4
         expected = set()
         for _ in range(per_object):
@@ -481,11 +597,15 @@ class StoreContract:
                                 overlaps.append(c.key)
                             held[c.key] = worker_id
                     time.sleep(0.001)
-                    for c in claimed:
-                        with guard:
+                    with guard:
+                        for c in claimed:
                             del held[c.key]
                             acked.extend(c.record_ids)
-                        store.ack(worker_id, c.key, c.record_ids, payload_hash="h")
+                    if grouped:
+                        store.ack_many(worker_id, [Ack(c.key, c.record_ids, "h") for c in claimed])
+                    else:
+                        for c in claimed:
+                            store.ack(worker_id, c.key, c.record_ids, payload_hash="h")
             except BaseException as exc:
                 errors.append(exc)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -10,8 +12,9 @@ import httpx
 import pytest
 
 from meisa_sync import signals
+from meisa_sync.acking import AckWriter
 from meisa_sync.memory import InMemoryStore
-from meisa_sync.records import ObjectKey, Priority, RecordState
+from meisa_sync.records import Ack, ClaimedObject, NewChange, ObjectKey, Priority, RecordState
 from meisa_sync.retry import RetryPolicy
 from meisa_sync.worker import Worker
 from tests.core.sync_helpers import (
@@ -497,8 +500,6 @@ def test_leases_are_renewed_while_a_slow_request_runs(mem: MemoryApp) -> None:
     # Real time here: the renewer thread ticks every lease / 3.
     import time
 
-    from meisa_sync.memory import InMemoryStore
-
     mem.store = InMemoryStore()
     mem.sync_app.store = mem.store
     seen_by_others: list[int] = []
@@ -612,3 +613,162 @@ def test_an_older_lease_is_renewed_before_sending(clock: FakeClock) -> None:
     # Objects 2 and 3 waited 25 and 50 s: each lease was renewed (and still ours) before sending.
     assert store.renewals == 2
     assert (report.sent, report.lease_lost) == (3, 0)
+
+
+# -- acknowledging in groups -----------------------------------------------------------------------
+
+
+class GroupingStore(InMemoryStore):
+    """Records every claim and ack call; ``hold`` makes the first ``ack_many`` wait for it."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.calls: list[tuple[str, list[ObjectKey]]] = []
+        self.hold: threading.Event | None = None
+        self.leased_while_writing: list[bool] = []
+        self.failing = False
+        self.writing = threading.Event()
+
+    def claim(self, worker_id: str, *, limit: int, lease: timedelta) -> list[ClaimedObject]:
+        claimed = super().claim(worker_id, limit=limit, lease=lease)
+        self.calls.append(("claim", [c.key for c in claimed]))
+        return claimed
+
+    def ack(self, worker_id: str, key: ObjectKey, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(("ack", [key]))
+        super().ack(worker_id, key, *args, **kwargs)
+
+    def ack_many(self, worker_id: str, acks: Sequence[Ack]) -> None:
+        keys = [ack.key for ack in acks]
+        self.calls.append(("ack_many", keys))
+        self.writing.set()
+        if self.hold is not None:
+            assert self.hold.wait(timeout=10)
+            self.hold = None
+        # Until the ack is written, the objects stay leased to the worker that sent them.
+        self.leased_while_writing.append(
+            self.renew(worker_id, keys, timedelta(seconds=60)) == set(keys)
+        )
+        if self.failing:
+            raise ConnectionError("database went away")
+        super().ack_many(worker_id, acks)
+
+    def groups(self) -> list[list[ObjectKey]]:
+        return [keys for name, keys in self.calls if name == "ack_many"]
+
+
+def grouping_app(clock: FakeClock) -> tuple[MemoryApp, GroupingStore]:
+    mem = build_app(clock)
+    store = GroupingStore(clock)
+    mem.store = mem.sync_app.store = store
+    return mem, store
+
+
+def test_acks_are_written_in_groups_each_batch_before_the_next_claim(clock: FakeClock) -> None:
+    mem, store = grouping_app(clock)
+    unchanged = User(0, "u0@example.com")
+    mem.save(unchanged)
+    with ScriptedMeisa().client() as client, Worker(mem.sync_app, client, clock=clock) as worker:
+        worker.run_once()
+    store.calls.clear()
+    store.writing.clear()
+    mem.save(unchanged)
+    mem.save(User(1, "staff@example.com", is_staff=True))
+    mem.save(User(2, "gone@example.com"))
+    mem.source.remove(USER, 2)
+    for pk in range(3, 13):
+        mem.save(User(pk, f"u{pk}@example.com"))
+    store.hold = hold = threading.Event()
+    arrived = itertools.count(1)
+
+    def requests_meanwhile(request: httpx.Request) -> None:
+        # The first group (the batch's three objects that need no request, acknowledged before
+        # any request) is held until the last request is under way: one request at a time, the
+        # other nine acks are queued by then.
+        count = next(arrived)
+        if count == 1:
+            assert store.writing.wait(timeout=10)
+        if count == 10:
+            hold.set()
+
+    meisa = ScriptedMeisa(during=requests_meanwhile)
+
+    with (
+        meisa.client() as client,
+        Worker(mem.sync_app, client, clock=clock, concurrency=1, batch_size=13) as worker,
+    ):
+        report = worker.run_once()
+
+    assert (report.sent, report.unchanged, report.skipped, report.acked_records) == (10, 1, 2, 13)
+    assert [name for name, _ in store.calls if name == "ack"] == []
+    groups = store.groups()
+    assert sorted(groups[0]) == [ObjectKey(USER, str(pk)) for pk in (0, 1, 2)]
+    assert len(groups) in {2, 3}  # the last ack may or may not join the nine
+    assert sorted(key for group in groups for key in group) == sorted(
+        ObjectKey(USER, str(pk)) for pk in range(13)
+    )
+    assert all(store.leased_while_writing)
+    assert mem.store.records() == [] and mem.store.stats().in_flight == 0
+
+
+def test_every_ack_of_a_batch_is_written_before_the_next_claim(clock: FakeClock) -> None:
+    mem, store = grouping_app(clock)
+    for pk in range(9):
+        mem.save(User(pk, f"u{pk}@example.com"))
+    with (
+        ScriptedMeisa().client() as client,
+        Worker(mem.sync_app, client, clock=clock, batch_size=4) as worker,
+    ):
+        assert worker.run_once().sent == 9
+
+    batches: list[set[ObjectKey]] = []
+    for name, keys in store.calls:
+        if name == "claim" and keys:
+            batches.append(set(keys))
+        elif name == "ack_many":
+            assert set(keys) <= batches[-1]  # written before the next claim, never after
+            batches[-1] -= set(keys)
+    assert [len(batch) for batch in batches] == [0, 0, 0]
+
+
+def test_an_ack_that_fails_to_be_written_means_a_resend(clock: FakeClock) -> None:
+    sent = received("sent")
+    mem, store = grouping_app(clock)
+    mem.save(User(1, "a@example.com"))
+    mem.save(User(2, "b@example.com"))
+    store.failing = True
+    meisa = ScriptedMeisa()
+    with meisa.client() as client, Worker(mem.sync_app, client, clock=clock) as worker:
+        failed = worker.run_once()
+        store.failing = False
+        again = worker.run_once()
+
+    # The requests went out but their acks never reached the store: the records stayed pending,
+    # the leases were given back, and the next pass sent the same requests again.
+    assert (failed.requests, failed.sent, failed.acked_records, failed.released) == (2, 0, 0, 2)
+    assert len(sent) == 4  # Meisa acknowledged each request, twice
+    assert (again.requests, again.sent, again.acked_records) == (2, 2, 2)
+    first, second = meisa.requests[:2], meisa.requests[2:]
+    assert sorted(h["idempotency-key"] for _, _, h in first) == sorted(
+        h["idempotency-key"] for _, _, h in second
+    )
+    assert mem.store.records() == []
+
+
+def test_the_ack_writer_writes_what_gathered_while_it_was_busy(clock: FakeClock) -> None:
+    store = GroupingStore(clock)
+    store.hold = threading.Event()
+    ids = store.enqueue([NewChange(ObjectKey(USER, str(pk))) for pk in range(7)])
+    written: list[int] = []
+    with AckWriter(store, "w1", max_group=4) as writer:
+        writer.add([(Ack(ObjectKey(USER, "0"), (ids[0],), "h"), lambda: written.append(0))])
+        assert store.writing.wait(timeout=10)
+        for pk in range(1, 7):
+            ack = Ack(ObjectKey(USER, str(pk)), (ids[pk],), "h")
+            writer.add([(ack, lambda pk=pk: written.append(pk))])  # type: ignore[misc]
+        store.hold.set()
+    assert [len(group) for group in store.groups()] == [1, 4, 2]
+    assert written == list(range(7)) and writer.groups == 3
+    assert store.records() == []
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.add([])
