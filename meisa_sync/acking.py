@@ -33,15 +33,27 @@ class AckWriter:
     """Writes acks in groups of up to ``max_group`` from a background thread; a context manager.
 
     ``add`` queues acks and returns at once; leaving the ``with`` block writes everything queued
-    and waits for it. ``groups`` counts the ``ack_many`` calls made (for tests and logs).
+    and waits for it. Woken by a first ack, the writer waits up to ``linger`` seconds for
+    ``enough`` of them: fewer, bigger transactions cost the worker less CPU, and the wait is
+    short next to a request. ``groups`` counts the ``ack_many`` calls made (for tests and logs).
     """
 
-    def __init__(self, store: OutboxStore, worker_id: str, *, max_group: int = 500) -> None:
+    def __init__(
+        self,
+        store: OutboxStore,
+        worker_id: str,
+        *,
+        max_group: int = 500,
+        linger: float = 0.0,
+        enough: int = 1,
+    ) -> None:
         if max_group < 1:
             raise ValueError(f"max_group: must be at least 1, got {max_group}")
         self._store = store
         self._worker_id = worker_id
         self._max_group = max_group
+        self._linger = linger
+        self._enough = enough
         self._changed = threading.Condition()
         self._queued: list[tuple[Ack, OnWritten]] = []
         self._closing = False
@@ -80,6 +92,11 @@ class AckWriter:
                     self._changed.wait()
                 if not self._queued:
                     return
+                if self._linger > 0:
+                    self._changed.wait_for(
+                        lambda: self._closing or len(self._queued) >= self._enough,
+                        timeout=self._linger,
+                    )
                 group = self._queued[: self._max_group]
                 del self._queued[: self._max_group]
             self._write(group)

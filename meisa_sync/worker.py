@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 _IDLE_POLL_MIN = 0.2
 # How often a sender waiting for its turn looks at the stop flag.
 _TURN_CHECK = 1.0
+# How long the ack writer waits for a group to fill (a fraction of a request's time).
+_ACK_LINGER = 0.01
 
 
 def default_worker_id() -> str:
@@ -224,7 +226,9 @@ class Worker:
             try:
                 # Leaving this block writes the batch's last acks: before anything is released
                 # and before the next claim, which could otherwise lease the objects again.
-                with AckWriter(self.app.store, self.worker_id) as acks:
+                with AckWriter(
+                    self.app.store, self.worker_id, linger=_ACK_LINGER, enough=self.concurrency
+                ) as acks:
                     settler = self._settler(keeper, acks)
                     plans = plan_batch(self.app, batch)
                     sending = [plan for plan in plans if plan.action is Action.SEND]
