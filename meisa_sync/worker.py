@@ -20,8 +20,8 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, ExitStack
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -42,6 +42,7 @@ from meisa_sync.report import DrainReport
 from meisa_sync.retry import RetryPolicy
 from meisa_sync.settle import RateLimitGate, Settler, observe_headers
 from meisa_sync.shutdown import stop_on_signals
+from meisa_sync.store import OutboxStore
 
 if TYPE_CHECKING:
     from meisa_sync.app import SyncApp
@@ -110,6 +111,8 @@ class Worker:
         self.idle_poll = idle_poll
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="meisa-sync-send")
+        # The names under which two overlapping batches hold their leases (``run_once``).
+        self.lease_owners = (self.worker_id, f"{self.worker_id}/2")
         self._gate = RateLimitGate(pacer, clock)
         self._clock = clock
         self._random = random
@@ -181,87 +184,67 @@ class Worker:
 
         ``progress`` is called with each batch's report. Stops early on an auth failure (reported
         in ``auth_failed``) or when asked to stop.
+
+        Two batches overlap: the next one is claimed, planned and queued for sending while the
+        last requests of the current one run, so the senders never wait for a claim. The two
+        batches hold their leases under two names (``lease_owners``), so the next claim cannot
+        take an object whose request is still under way.
         """
         total = DrainReport()
         tried: set[ObjectKey] = set()
+        auth_errors: list[MeisaAPIError] = []
         # Objects retried earlier in this pass may be due again at once and come first in the next
         # claim: they are released for the next pass, and the claim widened to reach past them.
         extra = 0
-        while not self.stopping:
-            limit = self.batch_size + extra
-            claimed = self.app.store.claim(self.worker_id, limit=limit, lease=self.lease)
-            again = [c.key for c in claimed if c.key in tried]
-            if again:
-                self.app.store.release(self.worker_id, again)
-            fresh = [c for c in claimed if c.key not in tried]
-            if not fresh:
-                if len(claimed) < limit or len(again) <= extra:
-                    break
-                extra = len(again)
-                continue
-            extra = len(again)
-            tried.update(c.key for c in fresh)
-            report = self._drain_batch(fresh)
+        turn = 0
+        running: RunningBatch | None = None
+
+        def finish(batch: RunningBatch) -> None:
+            report = batch.finish()
             logger.info("batch: %s", report.summary())
             total.add(report)
             if progress is not None:
                 progress(report)
-            if report.auth_failed:
-                break
+
+        try:
+            while not (self.stopping or auth_errors):
+                owner = self.lease_owners[turn % 2]
+                limit = self.batch_size + extra
+                claimed = self.app.store.claim(owner, limit=limit, lease=self.lease)
+                again = [c.key for c in claimed if c.key in tried]
+                if again:
+                    self.app.store.release(owner, again)
+                fresh = [c for c in claimed if c.key not in tried]
+                if not fresh:
+                    if len(claimed) < limit or len(again) <= extra:
+                        if running is None:
+                            break
+                        # What is due may wait for the running batch: claim again after it.
+                        finish(running)
+                        running = None
+                        continue
+                    extra = len(again)
+                    continue
+                extra = len(again)
+                tried.update(c.key for c in fresh)
+                started = RunningBatch(self, owner, fresh, auth_errors)
+                turn += 1
+                if running is not None:
+                    finish(running)
+                running = started
+        finally:
+            if running is not None:
+                finish(running)
+        if auth_errors:
+            self._auth_failed(auth_errors[0], total)
         return total
 
     # -- one batch -----------------------------------------------------------------------------
 
-    def _drain_batch(self, batch: Sequence[ClaimedObject]) -> DrainReport:
-        report = DrainReport(
-            objects=len(batch),
-            records=sum(len(claimed.records) for claimed in batch),
-            coalesced_records=sum(len(claimed.records) - 1 for claimed in batch),
-        )
-        auth_errors: list[MeisaAPIError] = []
-        keys = [claimed.key for claimed in batch]
-        with LeaseKeeper(
-            self.app.store, self.worker_id, keys, self.lease, clock=self._clock
-        ) as keeper:
-            try:
-                # Leaving this block writes the batch's last acks: before anything is released
-                # and before the next claim, which could otherwise lease the objects again.
-                with AckWriter(
-                    self.app.store, self.worker_id, linger=_ACK_LINGER, enough=self.concurrency
-                ) as acks:
-                    settler = self._settler(keeper, acks)
-                    plans = plan_batch(self.app, batch)
-                    sending = [plan for plan in plans if plan.action is Action.SEND]
-                    settler.unsent(
-                        [plan for plan in plans if plan.action is not Action.SEND], report
-                    )
-                    futures = [
-                        self._pool.submit(self._deliver, settler, plan, keeper, auth_errors)
-                        for plan in sending
-                    ]
-                    # Every request finishes before anything is released, whatever failed.
-                    wait(futures)
-                for plan, future in zip(sending, futures, strict=True):
-                    error = future.exception()
-                    if error is None:
-                        report.add(future.result())
-                    else:
-                        logger.error("settling %s failed: %r", plan.key, error, exc_info=error)
-                report.add(settler.written)
-            finally:
-                unfinished = keeper.unfinished()
-                if unfinished:
-                    self.app.store.release(self.worker_id, unfinished)
-                report.released += len(unfinished)
-                report.lease_lost += keeper.lost
-        if auth_errors:
-            self._auth_failed(auth_errors[0], report)
-        return report
-
-    def _settler(self, keeper: LeaseKeeper, acks: AckWriter) -> Settler:
+    def _settler(self, owner: str, keeper: LeaseKeeper, acks: AckWriter) -> Settler:
         return Settler(
             store=self.app.store,
-            worker_id=self.worker_id,
+            worker_id=owner,
             sender=self,
             retry_policy=self.retry_policy,
             gate=self._gate,
@@ -314,7 +297,6 @@ class Worker:
         return False
 
     def _auth_failed(self, error: MeisaAPIError, report: DrainReport) -> None:
-        report.auth_failed = True
         logger.error(
             "MEISA REFUSED THE CREDENTIALS (%s). Sending is paused and the records are untouched; "
             "fix the API key (MEISA_API_KEY) or its scopes. Re-checking every %.0f s.",
@@ -336,3 +318,75 @@ class Worker:
         raises ``KeyboardInterrupt``. The previous handlers come back on exit.
         """
         return stop_on_signals(self._stop, enabled=enabled)
+
+
+class RunningBatch:
+    """One claimed batch whose requests are under way: its leases, its ack writer, its futures.
+
+    Made by ``Worker.run_once``: plans the batch, settles what needs no request and queues the
+    rest for the worker's senders. ``finish`` waits for every request, writes the last acks,
+    releases what was not settled and returns the batch's report.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        owner: str,
+        batch: Sequence[ClaimedObject],
+        auth_errors: list[MeisaAPIError],
+    ) -> None:
+        store = worker.app.store
+        self._auth_errors = auth_errors
+        self.report = DrainReport(
+            objects=len(batch),
+            records=sum(len(claimed.records) for claimed in batch),
+            coalesced_records=sum(len(claimed.records) - 1 for claimed in batch),
+        )
+        self._sending: list[Plan] = []
+        self._futures: list[Future[DrainReport]] = []
+        # Closed in reverse: the last acks are written, then what is unsettled is released
+        # (never before its ack had its chance), then the leases are no longer renewed.
+        with ExitStack() as stack:
+            keeper = stack.enter_context(
+                LeaseKeeper(store, owner, [c.key for c in batch], worker.lease, clock=worker._clock)
+            )
+            stack.callback(self._release_unfinished, store, owner, keeper)
+            acks = stack.enter_context(
+                AckWriter(store, owner, linger=_ACK_LINGER, enough=worker.concurrency)
+            )
+            self._settler = worker._settler(owner, keeper, acks)
+            plans = plan_batch(worker.app, batch)
+            self._sending = [plan for plan in plans if plan.action is Action.SEND]
+            self._settler.unsent(
+                [plan for plan in plans if plan.action is not Action.SEND], self.report
+            )
+            self._futures = [
+                worker._pool.submit(worker._deliver, self._settler, plan, keeper, auth_errors)
+                for plan in self._sending
+            ]
+            self._stack = stack.pop_all()
+
+    def finish(self) -> DrainReport:
+        """Wait for the batch's requests, settle what is left; the batch's report."""
+        report = self.report
+        try:
+            # Every request finishes before anything is released, whatever failed.
+            wait(self._futures)
+        finally:
+            self._stack.close()
+        for plan, future in zip(self._sending, self._futures, strict=True):
+            error = future.exception()
+            if error is None:
+                report.add(future.result())
+            else:
+                logger.error("settling %s failed: %r", plan.key, error, exc_info=error)
+        report.add(self._settler.written)
+        report.auth_failed = bool(self._auth_errors)
+        return report
+
+    def _release_unfinished(self, store: OutboxStore, owner: str, keeper: LeaseKeeper) -> None:
+        unfinished = keeper.unfinished()
+        if unfinished:
+            store.release(owner, unfinished)
+        self.report.released += len(unfinished)
+        self.report.lease_lost += keeper.lost
