@@ -5,7 +5,9 @@ One pass (``Worker.run_once``) repeats until nothing due is left::
     claim a batch → plan it (meisa_sync.batch: coalesce, load, build, drop no-ops)
     → send with bounded concurrency, each lease checked just before its request
     → ack / retry / dead / release per CONTRACT.md §10.7 (meisa_sync.settle); acks are written
-      in groups (meisa_sync.acking), all of a batch's before the next claim
+      in groups (meisa_sync.acking)
+
+and the next batch is claimed while the current one's requests run (``meisa_sync.running``).
 
 ``Worker.run`` loops over passes, polls with backoff when idle, pauses on auth failures and stops
 gracefully on SIGTERM/SIGINT (in-flight requests finish, unsent objects are released).
@@ -19,16 +21,16 @@ import random as _random
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from meisa_sync import signals
 from meisa_sync.acking import AckWriter
-from meisa_sync.batch import Action, Plan, plan_batch
+from meisa_sync.batch import Plan
 from meisa_sync.exceptions import (
     AuthenticationFailed,
     MeisaAPIError,
@@ -37,12 +39,12 @@ from meisa_sync.exceptions import (
 )
 from meisa_sync.leases import LeaseKeeper
 from meisa_sync.memory import utc_now
-from meisa_sync.records import ClaimedObject, ObjectKey, Operation
+from meisa_sync.records import ObjectKey, Operation
 from meisa_sync.report import DrainReport
 from meisa_sync.retry import RetryPolicy
+from meisa_sync.running import RunningBatch
 from meisa_sync.settle import RateLimitGate, Settler, observe_headers
 from meisa_sync.shutdown import stop_on_signals
-from meisa_sync.store import OutboxStore
 
 if TYPE_CHECKING:
     from meisa_sync.app import SyncApp
@@ -56,8 +58,6 @@ logger = logging.getLogger(__name__)
 _IDLE_POLL_MIN = 0.2
 # How often a sender waiting for its turn looks at the stop flag.
 _TURN_CHECK = 1.0
-# How long the ack writer waits for a group to fill (a fraction of a request's time).
-_ACK_LINGER = 0.01
 
 
 def default_worker_id() -> str:
@@ -227,7 +227,18 @@ class Worker:
                     continue
                 extra = len(again)
                 tried.update(c.key for c in fresh)
-                started = RunningBatch(self, owner, fresh, auth_errors)
+                started = RunningBatch(
+                    self.app,
+                    owner,
+                    fresh,
+                    lease=self.lease,
+                    clock=self._clock,
+                    pool=self._pool,
+                    make_settler=self._settler,
+                    deliver=self._deliver,
+                    group_size=self.concurrency,
+                    auth_errors=auth_errors,
+                )
                 turn += 1
                 if running is not None:
                     finish(running)
@@ -318,75 +329,3 @@ class Worker:
         raises ``KeyboardInterrupt``. The previous handlers come back on exit.
         """
         return stop_on_signals(self._stop, enabled=enabled)
-
-
-class RunningBatch:
-    """One claimed batch whose requests are under way: its leases, its ack writer, its futures.
-
-    Made by ``Worker.run_once``: plans the batch, settles what needs no request and queues the
-    rest for the worker's senders. ``finish`` waits for every request, writes the last acks,
-    releases what was not settled and returns the batch's report.
-    """
-
-    def __init__(
-        self,
-        worker: Worker,
-        owner: str,
-        batch: Sequence[ClaimedObject],
-        auth_errors: list[MeisaAPIError],
-    ) -> None:
-        store = worker.app.store
-        self._auth_errors = auth_errors
-        self.report = DrainReport(
-            objects=len(batch),
-            records=sum(len(claimed.records) for claimed in batch),
-            coalesced_records=sum(len(claimed.records) - 1 for claimed in batch),
-        )
-        self._sending: list[Plan] = []
-        self._futures: list[Future[DrainReport]] = []
-        # Closed in reverse: the last acks are written, then what is unsettled is released
-        # (never before its ack had its chance), then the leases are no longer renewed.
-        with ExitStack() as stack:
-            keeper = stack.enter_context(
-                LeaseKeeper(store, owner, [c.key for c in batch], worker.lease, clock=worker._clock)
-            )
-            stack.callback(self._release_unfinished, store, owner, keeper)
-            acks = stack.enter_context(
-                AckWriter(store, owner, linger=_ACK_LINGER, enough=worker.concurrency)
-            )
-            self._settler = worker._settler(owner, keeper, acks)
-            plans = plan_batch(worker.app, batch)
-            self._sending = [plan for plan in plans if plan.action is Action.SEND]
-            self._settler.unsent(
-                [plan for plan in plans if plan.action is not Action.SEND], self.report
-            )
-            self._futures = [
-                worker._pool.submit(worker._deliver, self._settler, plan, keeper, auth_errors)
-                for plan in self._sending
-            ]
-            self._stack = stack.pop_all()
-
-    def finish(self) -> DrainReport:
-        """Wait for the batch's requests, settle what is left; the batch's report."""
-        report = self.report
-        try:
-            # Every request finishes before anything is released, whatever failed.
-            wait(self._futures)
-        finally:
-            self._stack.close()
-        for plan, future in zip(self._sending, self._futures, strict=True):
-            error = future.exception()
-            if error is None:
-                report.add(future.result())
-            else:
-                logger.error("settling %s failed: %r", plan.key, error, exc_info=error)
-        report.add(self._settler.written)
-        report.auth_failed = bool(self._auth_errors)
-        return report
-
-    def _release_unfinished(self, store: OutboxStore, owner: str, keeper: LeaseKeeper) -> None:
-        unfinished = keeper.unfinished()
-        if unfinished:
-            store.release(owner, unfinished)
-        self.report.released += len(unfinished)
-        self.report.lease_lost += keeper.lost
