@@ -56,6 +56,7 @@ __all__ = ["DrainReport", "Worker", "default_worker_id"]
 logger = logging.getLogger(__name__)
 
 _IDLE_POLL_MIN = 0.2
+_MAX_WORKER_ID = 98
 # How often a sender waiting for its turn looks at the stop flag.
 _TURN_CHECK = 1.0
 
@@ -99,6 +100,11 @@ class Worker:
             raise ValueError(f"concurrency: must be at least 1, got {concurrency}")
         if lease <= timedelta(0):
             raise ValueError(f"lease: must be positive, got {lease}")
+        if worker_id and len(worker_id) > _MAX_WORKER_ID:
+            # The lease owner column holds 100 characters, and every other batch adds "/2".
+            raise ValueError(
+                f"worker_id: must be at most {_MAX_WORKER_ID} characters, got {len(worker_id)}"
+            )
         self.app = app
         self.client = client
         self.worker_id = worker_id or default_worker_id()

@@ -783,3 +783,11 @@ def test_the_ack_writer_writes_what_gathered_while_it_was_busy(clock: FakeClock)
     assert store.records() == []
     with pytest.raises(RuntimeError, match="closed"):
         writer.add([])
+
+
+def test_a_worker_id_must_fit_the_lease_owner_column() -> None:
+    with (
+        ScriptedMeisa().client() as client,
+        pytest.raises(ValueError, match="worker_id: must be at most 98 characters, got 99"),
+    ):
+        Worker(build_app().sync_app, client, worker_id="w" * 99)
