@@ -28,6 +28,12 @@ _SYNC_DRIVERS = {
     "mariadb+aiomysql": "mariadb+pymysql",
     "mariadb+asyncmy": "mariadb+pymysql",
 }
+_DEFAULT_DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 
 
@@ -63,8 +69,10 @@ def _parse(url: str) -> URL:
         raise ConfigurationError(
             f"{url!r} is not a database URL (e.g. postgresql://user@host/db, sqlite:///outbox.db)"
         ) from exc
-    if parsed.drivername == "postgres":  # Heroku and others still hand these out
-        parsed = parsed.set(drivername="postgresql")
+    if parsed.drivername in _DEFAULT_DRIVERS:
+        # postgres:// (Heroku and others still hand these out) and driverless URLs get the driver
+        # the extras install; SQLAlchemy 2.0 would otherwise look for psycopg2 or mysqlclient.
+        parsed = parsed.set(drivername=_DEFAULT_DRIVERS[parsed.drivername])
     sync_driver = _SYNC_DRIVERS.get(parsed.drivername)
     return parsed if sync_driver is None else parsed.set(drivername=sync_driver)
 
