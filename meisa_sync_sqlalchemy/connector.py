@@ -45,7 +45,7 @@ def store_from_url(url: str) -> SQLAlchemyStore:
     The store owns its engine: ``close()`` it when done.
     """
     parsed = _parse(url)
-    shown = parsed.render_as_string(hide_password=True)
+    shown = make_url(url.strip()).render_as_string(hide_password=True)  # as the user wrote it
     try:
         store = SQLAlchemyStore.from_url(parsed.render_as_string(hide_password=False))
     except (NoSuchModuleError, ImportError) as exc:
