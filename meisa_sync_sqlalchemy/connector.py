@@ -45,7 +45,8 @@ def store_from_url(url: str) -> SQLAlchemyStore:
     The store owns its engine: ``close()`` it when done.
     """
     parsed = _parse(url)
-    shown = make_url(url.strip()).render_as_string(hide_password=True)  # as the user wrote it
+    # Which database, not which driver: the driver may be one this function chose.
+    shown = parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
     try:
         store = SQLAlchemyStore.from_url(parsed.render_as_string(hide_password=False))
     except (NoSuchModuleError, ImportError) as exc:
