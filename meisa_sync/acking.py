@@ -35,7 +35,8 @@ class AckWriter:
     ``add`` queues acks and returns at once; leaving the ``with`` block writes everything queued
     and waits for it. Woken by a first ack, the writer waits up to ``linger`` seconds for
     ``enough`` of them: fewer, bigger transactions cost the worker less CPU, and the wait is
-    short next to a request. ``groups`` counts the ``ack_many`` calls made (for tests and logs).
+    short next to a lease (the objects stay leased meanwhile). ``groups`` counts the
+    ``ack_many`` calls made (for tests and logs).
     """
 
     def __init__(

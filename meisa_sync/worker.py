@@ -242,7 +242,6 @@ class Worker:
                     pool=self._pool,
                     make_settler=self._settler,
                     deliver=self._deliver,
-                    group_size=self.concurrency,
                     auth_errors=auth_errors,
                 )
                 turn += 1
