@@ -33,6 +33,7 @@ from meisa_sync.pacing import Pacer
 from meisa_sync.payload import canonical_json, payload_hash
 from meisa_sync.ratelimit import RateLimitInfo, RateLimitWindow
 from meisa_sync.records import (
+    Ack,
     ChangeRecord,
     ClaimedObject,
     NewChange,
@@ -51,6 +52,7 @@ from meisa_sync.worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "Ack",
     "AsyncMeisaClient",
     "AuthenticationFailed",
     "BadRequest",

@@ -61,7 +61,9 @@ namespace = Namespace()
 enqueued = namespace.signal(
     "enqueued", doc="Change records were written to the outbox (in the saving transaction)."
 )
-sent = namespace.signal("sent", doc="Meisa acknowledged a request; its records left the outbox.")
+sent = namespace.signal(
+    "sent", doc="Meisa acknowledged a request; its records leave with the next ack group."
+)
 skipped = namespace.signal(
     "skipped", doc="Records were acknowledged without a request (nothing needed sending)."
 )
