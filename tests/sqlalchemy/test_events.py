@@ -516,9 +516,11 @@ def test_strict_mode_skips_users_should_sync_refuses(
 def _async_url(database_url: str) -> str:
     url = make_url(database_url)
     backend = url.get_backend_name()
-    if backend == "mysql":
-        pytest.skip("no asyncio MySQL driver is installed (aiomysql/asyncmy); sync sessions only")
-    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}[backend]
+    driver = {
+        "sqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+psycopg",
+        "mysql": "mysql+aiomysql",
+    }[backend]
     return url.set(drivername=driver).render_as_string(hide_password=False)
 
 
