@@ -21,6 +21,7 @@ from meisa_sync.exceptions import ConfigurationError, PayloadError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
     "USER_AGENT",
     "Call",
@@ -30,6 +31,7 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.meisa.io/api/v1"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 API_KEY_ENV = "MEISA_API_KEY"
 BASE_URL_ENV = "MEISA_BASE_URL"
 MAX_IDEMPOTENCY_KEY = 255

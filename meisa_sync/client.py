@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from meisa_sync._request import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Call, Settings
+from meisa_sync._request import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, Call, Settings
 from meisa_sync._response import MeisaResponse, read_response, transport_error
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncMeisaClient", "MeisaClient", "MeisaResponse"]
@@ -84,7 +84,7 @@ class MeisaClient(_ClientBase):
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.Client(
             timeout=timeout,
-            limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=limits or DEFAULT_LIMITS,
             transport=transport,
         )
 
@@ -173,7 +173,7 @@ class AsyncMeisaClient(_ClientBase):
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout,
-            limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=limits or DEFAULT_LIMITS,
             transport=transport,
         )
 
