@@ -22,13 +22,12 @@ from meisa_sync.contract import (
     normalize_tag_names,
     validate_upsert,
 )
-from meisa_sync.exceptions import PayloadError
 from meisa_sync.server import activity, idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
 from meisa_sync.server.editor import TAGS_CACHE, ContactEditor
-from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error, validation_error
+from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, checked, validation_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
 from meisa_sync.server.models import Activity, Contact, ContactTag, Enrollment
 from meisa_sync.server.routing import route
@@ -79,13 +78,6 @@ class DeletedOut(BaseModel):
     id: str
 
 
-def _checked(check: Any, *args: Any) -> Any:
-    try:
-        return check(*args)
-    except PayloadError as exc:
-        raise from_payload_error(exc) from None
-
-
 @route(
     router,
     "POST",
@@ -103,7 +95,7 @@ def upsert_contact(
     context = get_context(request)
 
     def produce() -> idempotency.Outcome:
-        return upsert(context, _checked(validate_upsert, body.data))
+        return upsert(context, checked(validate_upsert, body.data))
 
     return idempotency.respond(request, principal, body, produce)
 
@@ -136,9 +128,9 @@ def list_contacts(
     context = get_context(request)
     query = select(Contact)
     if email is not None:
-        query = query.where(Contact.email == _checked(normalize_email, email))
+        query = query.where(Contact.email == checked(normalize_email, email))
     if external_id is not None:
-        query = query.where(Contact.external_id == _checked(normalize_external_id, external_id))
+        query = query.where(Contact.external_id == checked(normalize_external_id, external_id))
     if cursor is not None:
         after, after_id = _decode_cursor(cursor)
         query = query.where(
@@ -147,7 +139,7 @@ def list_contacts(
                 and_(Contact.created_at == after, Contact.id > after_id),
             )
         )
-    tag_name = _checked(normalize_tag_name, tag, "tag") if tag is not None else None
+    tag_name = checked(normalize_tag_name, tag, "tag") if tag is not None else None
 
     def work(session: Session) -> dict[str, Any]:
         filtered = query
@@ -229,7 +221,7 @@ def change_tags(
 
     def produce() -> idempotency.Outcome:
         data = body.data
-        identifiers = _checked(normalize_identifiers, data)
+        identifiers = checked(normalize_identifiers, data)
         for name in data:
             if name not in {"email", "external_id", "add", "remove"}:
                 raise validation_error(
@@ -254,7 +246,7 @@ def change_tags(
 
 
 def _tag_list(data: dict[str, Any], field: str) -> list[str]:
-    names: list[str] = _checked(normalize_tag_names, data.get(field, []), field)
+    names: list[str] = checked(normalize_tag_names, data.get(field, []), field)
     return names
 
 
@@ -275,7 +267,7 @@ def delete_contact(
     context = get_context(request)
 
     def produce() -> idempotency.Outcome:
-        identifiers = _checked(normalize_identifiers, body.data)
+        identifiers = checked(normalize_identifiers, body.data)
 
         def work(session: Session) -> idempotency.Outcome:
             connection = session.connection()

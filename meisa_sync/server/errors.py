@@ -8,8 +8,8 @@ traceback in the log, never in the response.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,12 +27,15 @@ __all__ = [
     "ErrorDetail",
     "ErrorResponse",
     "InternalErrorMiddleware",
+    "checked",
     "error_response",
     "install_error_handlers",
     "validation_error",
 ]
 
 logger = logging.getLogger("meisa_sync.server")
+
+T = TypeVar("T")
 
 _STATUS_CODES = {
     400: "validation_error",
@@ -124,6 +127,14 @@ def validation_error(field: str, message: str) -> ApiError:
 
 def from_payload_error(exc: PayloadError) -> ApiError:
     return validation_error(exc.field, exc.reason)
+
+
+def checked(check: Callable[..., T], *args: Any) -> T:
+    """``check(*args)`` (a contract validator), its ``PayloadError`` as a 400 naming the field."""
+    try:
+        return check(*args)
+    except PayloadError as exc:
+        raise from_payload_error(exc) from None
 
 
 def _location(loc: Sequence[Any]) -> str:

@@ -21,12 +21,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from meisa_sync.contract import validate_idempotency_key
-from meisa_sync.exceptions import PayloadError
 from meisa_sync.server.auth import Principal
 from meisa_sync.server.body import JsonBody
 from meisa_sync.server.context import ServerContext, get_context
 from meisa_sync.server.editor import TAGS_CACHE
-from meisa_sync.server.errors import ApiError, from_payload_error
+from meisa_sync.server.errors import ApiError, checked
 from meisa_sync.server.models import IdempotencyRecord
 
 __all__ = ["REPLAY_HEADER", "TTL", "Outcome", "respond"]
@@ -67,10 +66,7 @@ def respond(
     if header is None:
         status, payload, headers = _run(produce)
         return _response(status, payload, headers)
-    try:
-        key = validate_idempotency_key(header)
-    except PayloadError as exc:
-        raise from_payload_error(exc) from None
+    key = checked(validate_idempotency_key, header)
     context = get_context(request)
     request_hash = _request_hash(request, body)
 

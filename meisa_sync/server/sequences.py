@@ -16,14 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from meisa_sync.contract import SEQUENCE_SLUG_RE, normalize_identifiers
-from meisa_sync.exceptions import PayloadError
 from meisa_sync.server import idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body, parse_model
 from meisa_sync.server.context import ServerContext, format_time, get_context
 from meisa_sync.server.editor import ContactEditor, SequenceInfo
 from meisa_sync.server.editor import find_sequence as find_sequence_info
-from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
+from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, checked
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
 from meisa_sync.server.models import Enrollment, Sequence
 from meisa_sync.server.routing import route
@@ -169,13 +168,6 @@ def create_sequence(
     return idempotency.respond(request, principal, body, produce)
 
 
-def _identifiers(data: Any) -> dict[str, str]:
-    try:
-        return normalize_identifiers(data)
-    except PayloadError as exc:
-        raise from_payload_error(exc) from None
-
-
 @route(
     router,
     "POST",
@@ -201,7 +193,7 @@ def enroll_contact(
     context = get_context(request)
 
     def produce() -> idempotency.Outcome:
-        identifiers = _identifiers(body.data)
+        identifiers = checked(normalize_identifiers, body.data)
 
         def work(session: Session) -> idempotency.Outcome:
             editor = _editor(session, context, slug, identifiers)
@@ -237,7 +229,7 @@ def unenroll_contact(
     context = get_context(request)
 
     def produce() -> idempotency.Outcome:
-        identifiers = _identifiers(body.data)
+        identifiers = checked(normalize_identifiers, body.data)
 
         def work(session: Session) -> idempotency.Outcome:
             editor = _editor(session, context, slug, identifiers)

@@ -17,7 +17,7 @@ from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
 from meisa_sync.server.editor import TAGS_CACHE, get_or_create_tag
-from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, from_payload_error
+from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, checked, from_payload_error
 from meisa_sync.server.models import ContactTag, Tag
 from meisa_sync.server.routing import route
 
@@ -106,10 +106,7 @@ def create_tag(
         unknown = [key for key in data if key != "name"]
         if unknown:
             raise from_payload_error(PayloadError(str(unknown[0]), "unknown field; expected name"))
-        try:
-            name = normalize_tag_name(data.get("name"), "name")
-        except PayloadError as exc:
-            raise from_payload_error(exc) from None
+        name = checked(normalize_tag_name, data.get("name"), "name")
         tag, created = context.db.transaction(
             lambda s: get_or_create_tag(s.connection(), name, context.now(), context),
             on_retry=lambda: context.invalidate(TAGS_CACHE),
