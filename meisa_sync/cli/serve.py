@@ -38,6 +38,16 @@ __all__ = ["serve"]
     type=click.IntRange(1),
     help="How many requests the control plane's log keeps.",
 )
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate (chain): serve HTTPS, as Meisa does.",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM private key, when it is not in --ssl-certfile.",
+)
 def serve(
     host: str,
     port: int,
@@ -45,6 +55,8 @@ def serve(
     config_path: str | None,
     control_plane: bool,
     request_log_size: int,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
 ) -> None:
     """Run the reference Meisa server (one process: the rate limiter lives in it)."""
     try:
@@ -59,6 +71,8 @@ def serve(
         ) from None
     from meisa_sync.exceptions import ConfigurationError
 
+    if ssl_keyfile is not None and ssl_certfile is None:
+        raise click.UsageError("--ssl-keyfile needs --ssl-certfile (the certificate it belongs to)")
     try:
         app = create_app(
             database_url,
@@ -69,8 +83,18 @@ def serve(
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     logging.getLogger("uvicorn.error").addFilter(DropFilter())
-    click.echo(f"Meisa reference server on http://{host}:{port}/api/v1/ ({database_url})")
+    root = f"{'https' if ssl_certfile else 'http'}://{host}:{port}"
+    click.echo(f"Meisa reference server on {root}/api/v1/ ({database_url})")
     if control_plane:
-        click.echo(f"control plane on: http://{host}:{port}/_meisa/")
+        click.echo(f"control plane on: {root}/_meisa/")
     # One worker: the rate limiter and the control plane's state live in this process.
-    uvicorn.run(app, host=host, port=port, workers=1, log_level="info", ws="none")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        log_level="info",
+        ws="none",
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )

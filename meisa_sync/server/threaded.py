@@ -5,6 +5,9 @@
     app = create_app("sqlite:///meisa.db", control_plane=True)
     with serve_in_thread(app) as root_url:      # http://127.0.0.1:<free port>
         client = MeisaClient(api_key=..., base_url=f"{root_url}/api/v1")
+
+With ``ssl_certfile`` (and ``ssl_keyfile`` when the key is a file of its own) it serves HTTPS, as
+Meisa does: the root URL is then ``https://``.
 """
 
 from __future__ import annotations
@@ -23,11 +26,21 @@ __all__ = ["serve_in_thread"]
 
 
 @contextmanager
-def serve_in_thread(app: Any, *, host: str = "127.0.0.1", timeout: float = 15.0) -> Iterator[str]:
+def serve_in_thread(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 15.0,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free port of ``host``; yield the root URL; stop on exit.
 
     The caller keeps ownership of ``app`` (close its database with ``app.state.meisa.close()``).
+    ``ssl_certfile``/``ssl_keyfile`` are PEM files, as uvicorn takes them.
     """
+    if ssl_keyfile is not None and ssl_certfile is None:
+        raise ValueError("ssl_keyfile needs ssl_certfile: the certificate the key belongs to")
     import uvicorn
 
     # Connections the control plane drops on purpose are not errors worth a traceback.
@@ -37,7 +50,14 @@ def serve_in_thread(app: Any, *, host: str = "127.0.0.1", timeout: float = 15.0)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", ws="none", http="h11", loop="asyncio"
+        app,
+        log_level="warning",
+        lifespan="on",
+        ws="none",
+        http="h11",
+        loop="asyncio",
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -48,7 +68,7 @@ def serve_in_thread(app: Any, *, host: str = "127.0.0.1", timeout: float = 15.0)
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the reference server did not start")
             time.sleep(0.01)
-        yield f"http://{host}:{port}"
+        yield f"{'https' if ssl_certfile else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout)
