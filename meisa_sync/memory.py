@@ -126,7 +126,9 @@ class InMemoryStore(OutboxStore):
             candidates = [
                 key for key in due if not self._state(key).leased_to_other(worker_id, now)
             ]
-            candidates.sort(key=lambda key: min((r.priority, r.id) for r in due[key]))
+            candidates.sort(
+                key=lambda key: min((r.priority, r.available_at, r.id) for r in due[key])
+            )
             claimed = []
             for key in candidates[:limit]:
                 state = self._state(key)

@@ -10,8 +10,9 @@ Semantics every implementation keeps (``tests/core/store_contract.py`` checks th
   lease is alive no other worker can claim any of its records, old or new. That is what keeps at
   most one request per object in flight across all workers (CONTRACT.md §10.3).
 - ``claim`` returns up to ``limit`` objects that have at least one due pending record and no live
-  lease held by another worker (an expired lease is free), ordered by their best (priority, id);
-  each with all its due pending records. Claimed records stay ``pending``: a worker that dies
+  lease held by another worker (an expired lease is free), ordered by their best
+  (priority, available_at, id): live before backfill, then the longest due first; each with all its
+  due pending records. Claimed records stay ``pending``: a worker that dies
   leaves them to be claimed again once the lease expires.
 - ``ack``/``retry``/``dead``/``release`` act only on the given record ids of an object and release
   that object's lease; records that arrived while the request was in flight stay pending. Only

@@ -1,10 +1,12 @@
 """The claim: lease whole objects with due pending records to one worker.
 
-Due records are walked in claim order, (priority, id), a page at a time; their objects' state rows
-are the locks. On PostgreSQL and MySQL 8 / MariaDB 10.6+ the free ones are locked with
-``SELECT ... FOR UPDATE SKIP LOCKED``, so concurrent workers split the backlog without waiting for
-each other; on SQLite the claim's transaction takes the write lock first, so claims run one at a
-time.
+Due records are walked in claim order, (priority, available_at, id), a page at a time, one priority
+level at a time along the ``(state, priority, available_at, id)`` index: within a level only the
+range due by now is read, so records backing off after failures cost the claim nothing. Their
+objects' state rows are the locks. On PostgreSQL and MySQL 8 / MariaDB 10.6+ the free ones are
+locked with ``SELECT ... FOR UPDATE SKIP LOCKED``, so concurrent workers split the backlog without
+waiting for each other; on SQLite the claim's transaction takes the write lock first, so claims
+run one at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Q
+from django.db.models import Min, Q
 
 from meisa_sync.records import ChangeRecord, ClaimedObject, ObjectKey, RecordState
 from meisa_sync_django.models import ObjectState
@@ -37,12 +39,13 @@ def claim(
     claimed: list[ClaimedObject] = []
     seen: set[ObjectKey] = set()
     page = max(4 * limit, 100)
-    after: tuple[int, int] | None = None
-    while len(claimed) < limit:
-        rows = _due_page(using, now, after, page)
+    level = _next_level(using, None)
+    after: tuple[dt.datetime, int] | None = None
+    while level is not None and len(claimed) < limit:
+        rows = _due_page(using, now, level, after, page)
         candidates = []
-        for priority, record_id, model, object_pk in rows:
-            after = (priority, record_id)
+        for available_at, record_id, model, object_pk in rows:
+            after = (available_at, record_id)
             key = ObjectKey(model, object_pk)
             if key not in seen:
                 seen.add(key)
@@ -50,20 +53,39 @@ def claim(
         if candidates:
             claimed += _lease(using, worker_id, candidates, limit - len(claimed), now, lease)
         if len(rows) < page:
-            break
-    claimed.sort(key=lambda c: min((r.priority, r.id) for r in c.records))
+            level, after = _next_level(using, level), None
+    claimed.sort(key=lambda c: min((r.priority, r.available_at, r.id) for r in c.records))
     return claimed
 
 
+def _next_level(using: str, level: int | None) -> int | None:
+    """The lowest priority with pending records above ``level``: a seek on the claim index."""
+    pending = outbox(using).filter(state=_PENDING)
+    if level is not None:
+        pending = pending.filter(priority__gt=level)
+    lowest: int | None = pending.aggregate(lowest=Min("priority"))["lowest"]
+    return lowest
+
+
 def _due_page(
-    using: str, now: dt.datetime, after: tuple[int, int] | None, page: int
-) -> list[tuple[int, int, str, str]]:
-    """The next ``page`` due pending records in claim order, as (priority, id, model, pk)."""
-    due = outbox(using).filter(state=_PENDING, available_at__lte=to_db_time(now))
+    using: str,
+    now: dt.datetime,
+    level: int,
+    after: tuple[dt.datetime, int] | None,
+    page: int,
+) -> list[tuple[dt.datetime, int, str, str]]:
+    """The next ``page`` due pending records of one priority in claim order, as
+    (available_at, id, model, pk)."""
+    due = outbox(using).filter(state=_PENDING, priority=level, available_at__lte=to_db_time(now))
     if after is not None:
-        priority, record_id = after
-        due = due.filter(Q(priority__gt=priority) | Q(priority=priority, id__gt=record_id))
-    ordered = due.order_by("priority", "id").values_list("priority", "id", "model", "object_pk")
+        available_at, record_id = after
+        # The first filter alone bounds the index range; the second finishes the keyset.
+        due = due.filter(available_at__gte=available_at).filter(
+            Q(available_at__gt=available_at) | Q(id__gt=record_id)
+        )
+    ordered = due.order_by("available_at", "id").values_list(
+        "available_at", "id", "model", "object_pk"
+    )
     return list(ordered[:page])
 
 

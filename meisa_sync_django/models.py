@@ -53,8 +53,12 @@ class OutboxRecord(models.Model):
         db_table = "meisa_sync_outbox"
         verbose_name = "outbox record"
         indexes = [  # noqa: RUF012 (Django reads Meta attributes as plain values)
-            # The claim walks this index in order: state = 'pending', then priority, then id.
-            models.Index(fields=["state", "priority", "id"], name="meisa_sync_outbox_claim_idx"),
+            # The claim walks this index: state = 'pending', one priority at a time, the range due
+            # by now in (available_at, id) order; records backing off sit past it, unread.
+            models.Index(
+                fields=["state", "priority", "available_at", "id"],
+                name="meisa_sync_outbox_due_idx",
+            ),
             models.Index(fields=["model", "object_pk"], name="meisa_sync_outbox_object_idx"),
         ]
 

@@ -2,13 +2,14 @@
 
 The object-state row is the per-object lock. A claim runs in four steps:
 
-1. Candidates: walk the due pending records in ``(priority, id)`` order along the
-   ``(state, priority, id)`` index, anti-joined to the state rows of objects another worker holds a
-   live lease on, one page at a time (keyset pagination). An object's first row is its best, so the
-   walk yields objects in claim order and stops as soon as enough are found: a claim reads about as
-   many rows with a thousand records waiting as with a million. (What the walk cannot skip are
-   records ahead of the due ones that are not due yet, backing off after failures, or that belong
-   to leased objects: it reads past them.)
+1. Candidates: walk the due pending records in claim order, ``(priority, available_at, id)``, along
+   the ``(state, priority, available_at, id)`` index, anti-joined to the state rows of objects
+   another worker holds a live lease on, one page at a time (keyset pagination). The walk goes one
+   priority level at a time (the next level is an index seek), and within a level reads only the
+   range due by now: records backing off after failures sit past its end and are never read, so a
+   claim reads about as many rows with a thousand records waiting as with a million, due or not.
+   An object's first row is its best, so the walk yields objects in claim order and stops as soon
+   as enough are found. (What it reads past are the due records of objects leased to others.)
 2. State rows: an object seen for the first time gets its state row (an insert that ignores rows
    already there, so concurrent claims may race to create it).
 3. Lock and lease: the candidates' state rows that are still free are locked ``FOR UPDATE SKIP
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from meisa_sync.records import ChangeRecord, ClaimedObject, ObjectKey, RecordState
@@ -117,21 +118,31 @@ class Claim:
     def _candidates(self, connection: Connection) -> Iterator[_Candidate]:
         """Objects with due pending records and no lease held by another, best first."""
         seen: set[ObjectKey] = set()
-        after: tuple[int, int] | None = None
         page = max(2 * self._limit, 32)
-        while True:
-            rows = connection.execute(self._candidate_page(after, page)).all()
+        level: int | None = connection.scalar(self._next_level(None))
+        after: tuple[Any, int] | None = None
+        while level is not None:
+            rows = connection.execute(self._candidate_page(level, after, page)).all()
             for row in rows:
                 key = ObjectKey(row.model, row.object_pk)
                 if key not in seen:
                     seen.add(key)
                     yield _Candidate(key, has_state_row=row.state_model is not None)
             if len(rows) < page:
-                return
-            after = (rows[-1].priority, rows[-1].id)
-            page = min(page * 2, _MAX_PAGE)
+                level, after = connection.scalar(self._next_level(level)), None
+            else:
+                after = (rows[-1].available_at, rows[-1].id)
+                page = min(page * 2, _MAX_PAGE)
 
-    def _candidate_page(self, after: tuple[int, int] | None, size: int) -> Select[Any]:
+    def _next_level(self, level: int | None) -> Select[Any]:
+        """The lowest priority with pending records above ``level``: a seek on the claim index."""
+        outbox = self._outbox
+        query = select(func.min(outbox.c.priority)).where(
+            outbox.c.state == RecordState.PENDING.value
+        )
+        return query if level is None else query.where(outbox.c.priority > level)
+
+    def _candidate_page(self, level: int, after: tuple[Any, int] | None, size: int) -> Select[Any]:
         outbox, state = self._outbox, self._state
         joined = outbox.outerjoin(
             state,
@@ -140,7 +151,7 @@ class Claim:
         query = (
             select(
                 outbox.c.id,
-                outbox.c.priority,
+                outbox.c.available_at,
                 outbox.c.model,
                 outbox.c.object_pk,
                 state.c.model.label("state_model"),
@@ -148,19 +159,19 @@ class Claim:
             .select_from(joined)
             .where(
                 outbox.c.state == RecordState.PENDING.value,
+                outbox.c.priority == level,
                 outbox.c.available_at <= self._now,
                 or_(state.c.model.is_(None), self._lease_free()),
             )
-            .order_by(outbox.c.priority, outbox.c.id)
+            .order_by(outbox.c.available_at, outbox.c.id)
             .limit(size)
         )
         if after is not None:
-            priority, last_id = after
+            due, last_id = after
+            # The first condition alone bounds the index range; the second finishes the keyset.
             query = query.where(
-                or_(
-                    outbox.c.priority > priority,
-                    and_(outbox.c.priority == priority, outbox.c.id > last_id),
-                )
+                outbox.c.available_at >= due,
+                or_(outbox.c.available_at > due, outbox.c.id > last_id),
             )
         return query
 

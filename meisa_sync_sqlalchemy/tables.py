@@ -72,8 +72,9 @@ def outbox_tables(metadata: MetaData) -> OutboxTables:
         Column("created_at", _Timestamp, nullable=False, default=_utc_now),
         Column("available_at", _Timestamp, nullable=False, default=_utc_now),
         Column("last_error", Text, nullable=True),
-        # The claim walks this index in order: state = 'pending', then priority, then id.
-        Index("meisa_sync_outbox_claim_idx", "state", "priority", "id"),
+        # The claim walks this index: state = 'pending', one priority at a time, the range due by
+        # now in (available_at, id) order; records backing off sit past that range, unread.
+        Index("meisa_sync_outbox_due_idx", "state", "priority", "available_at", "id"),
         Index("meisa_sync_outbox_object_idx", "model", "object_pk"),
     )
     state = Table(

@@ -123,7 +123,7 @@ class StoreContract:
         assert record.created_at.tzinfo is not None and record.available_at.tzinfo is not None
         assert before <= record.created_at <= now() + timedelta(seconds=5)
 
-    def test_claim_orders_objects_by_best_priority_then_id(self, store: OutboxStore) -> None:
+    def test_claim_orders_objects_by_best_priority_then_age(self, store: OutboxStore) -> None:
         store.enqueue(make_changes(2, start=1, priority=Priority.BACKFILL))
         store.enqueue(make_changes(2, start=3))
         # Object 2 also has a live change now: its best (priority, id) beats the backfill of 1.
@@ -134,6 +134,40 @@ class StoreContract:
         order += [c.key for c in store.claim("w3", limit=5, lease=LONG_LEASE)]
 
         assert order == [key(3), key(4), key(2), key(1)]
+
+    def test_claim_takes_the_longest_due_first_within_a_priority(
+        self, store: OutboxStore, now: Callable[[], datetime]
+    ) -> None:
+        store.enqueue(make_changes(2))
+        first, second = store.claim("w1", limit=2, lease=LONG_LEASE)
+        # Object 2 has been due for an hour (a retry dated back), object 1 only since its enqueue.
+        store.retry(
+            "w1",
+            second.key,
+            second.record_ids,
+            available_at=now() - timedelta(hours=1),
+            error="503",
+        )
+        store.release("w1", [first.key])
+
+        order = [c.key for c in store.claim("w2", limit=2, lease=LONG_LEASE)]
+
+        assert order == [key(2), key(1)]
+
+    def test_records_backing_off_do_not_hold_back_due_ones(
+        self, store: OutboxStore, now: Callable[[], datetime]
+    ) -> None:
+        store.enqueue(make_changes(3))
+        store.enqueue(make_changes(1, start=4, priority=Priority.BACKFILL))
+        later = now() + timedelta(hours=1)
+        for claimed in store.claim("w1", limit=10, lease=LONG_LEASE):
+            store.retry("w1", claimed.key, claimed.record_ids, available_at=later, error="503")
+        store.enqueue(make_changes(1, start=5, priority=Priority.BACKFILL))
+        store.enqueue(make_changes(1, start=6))
+
+        order = [c.key for c in store.claim("w2", limit=10, lease=LONG_LEASE)]
+
+        assert order == [key(6), key(5)]
 
     def test_claim_honours_the_limit(self, store: OutboxStore) -> None:
         store.enqueue(make_changes(5))

@@ -76,7 +76,7 @@ def test_autogenerate_creates_the_tables_and_then_sees_no_difference(
         assert migration.upgrade_ops is not None
         code = render_python_code(migration.upgrade_ops)
         assert f"op.create_table('{OUTBOX_TABLE}'" in code
-        assert "op.create_index('meisa_sync_outbox_claim_idx'" in code
+        assert "op.create_index('meisa_sync_outbox_due_idx'" in code
         # Run the generated operations, as `alembic upgrade head` would.
         operations = Operations(context)
         for operation in migration.upgrade_ops.ops:
@@ -88,7 +88,7 @@ def test_autogenerate_creates_the_tables_and_then_sees_no_difference(
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
     indexes = {index["name"] for index in inspect(engine).get_indexes(OUTBOX_TABLE)}
-    assert {"meisa_sync_outbox_claim_idx", "meisa_sync_outbox_object_idx"} <= indexes
+    assert {"meisa_sync_outbox_due_idx", "meisa_sync_outbox_object_idx"} <= indexes
 
 
 def test_create_tables_for_projects_without_alembic(sync: SQLAlchemySync, engine: Engine) -> None:
