@@ -51,11 +51,16 @@ class DrainReport:
     def summary(self) -> str:
         """The report as one log line."""
         text = (
-            f"{self.objects} objects ({self.records} records): {self.sent} sent in "
-            f"{self.requests} requests, {self.unchanged} unchanged, {self.skipped} skipped, "
-            f"{self.coalesced_records} records coalesced, {self.retried} retried, "
-            f"{self.rate_limited} rate-limited, {self.dead_records} records dead"
+            f"{_count(self.objects, 'object')} ({_count(self.records, 'record')}): "
+            f"{self.sent} sent in {_count(self.requests, 'request')}, {self.unchanged} unchanged, "
+            f"{self.skipped} skipped, {_count(self.coalesced_records, 'record')} coalesced, "
+            f"{self.retried} retried, {self.rate_limited} rate-limited, "
+            f"{_count(self.dead_records, 'record')} dead"
         )
         if self.lease_lost or self.released:
-            text += f", {self.lease_lost} leases lost, {self.released} released"
+            text += f", {_count(self.lease_lost, 'lease')} lost, {self.released} released"
         return text + (", AUTH FAILED" if self.auth_failed else "")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -74,7 +74,7 @@ def test_options_come_from_the_environment(
 
     assert result.exit_code == 0, result.output
     assert f"worker env-worker draining {live_meisa.base_url}" in caplog.text
-    assert caplog.text.count("batch: 1 objects") == 2  # MEISA_BATCH_SIZE=1
+    assert caplog.text.count("batch: 1 object (") == 2  # MEISA_BATCH_SIZE=1
     assert live_meisa.contact(external_id="1") is not None
 
 
@@ -83,7 +83,7 @@ def test_dead_records_exit_1(mem: MemoryApp, live_meisa: LiveMeisa) -> None:
     mem.save(User(2, "shared@example.com"))
     result = drain(live_meisa, "--once", "--concurrency", "1")
     assert result.exit_code == 1
-    assert "1 records dead" in result.output
+    assert "1 record dead" in result.output
     assert "meisa-sync status" in result.output
     assert mem.store.stats().dead == 1
 
@@ -131,6 +131,6 @@ def test_sigterm_ends_a_running_drain_gracefully(mem: MemoryApp, live_meisa: Liv
         signals.sent.disconnect(terminate)
 
     assert result.exit_code == 0, result.output
-    assert "1 sent in 1 requests" in result.output
+    assert "1 sent in 1 request" in result.output
     assert "2 released" in result.output
     assert len(mem.store.records()) == 2 and mem.store.stats().in_flight == 0
