@@ -42,12 +42,18 @@ from meisa_sync_sqlalchemy.store import SQLAlchemyStore
 
 BATCH = 100
 LEASE = timedelta(minutes=5)
-# schema: (records due, records backing off)
-SIZES = {
-    "meisa_bench_claim_1k": (1_000, 0),
-    "meisa_bench_claim_1m": (1_000_000, 0),
-    "meisa_bench_claim_1m_backoff": (1_000, 1_000_000),
-}
+SMALL = 1_000
+
+
+def sizes(large: int) -> dict[str, tuple[int, int]]:
+    """schema: (records due, records backing off)."""
+    return {
+        "meisa_bench_claim_1k": (SMALL, 0),
+        "meisa_bench_claim_1m": (large, 0),
+        "meisa_bench_claim_1m_backoff": (SMALL, large),
+    }
+
+
 BACKING_OFF_PK = 10_000_000  # their objects' primary keys start here
 
 
@@ -165,12 +171,12 @@ def report(outboxes: list[Outbox], rounds: int) -> None:
         claim_ratio = statistics.median(large.claim_ms) / statistics.median(small.claim_ms)
         round_ratio = statistics.median(large.round_ms) / statistics.median(small.round_ms)
         label = (
-            f"1,000 due behind {large.backing_off:,} backing off"
+            f"{SMALL:,} due behind {large.backing_off:,} backing off"
             if large.backing_off
             else f"{large.records:,} due"
         )
         print(
-            f"  {label} vs 1,000 due: claim {claim_ratio:.2f}x, claim + ack {round_ratio:.2f}x "
+            f"  {label} vs {SMALL:,} due: claim {claim_ratio:.2f}x, claim + ack {round_ratio:.2f}x "
             f"(target <= 2: {'met' if round_ratio <= 2 else 'NOT met'})"
         )
 
@@ -185,6 +191,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=1_000_000,
+        help="records in the large outboxes (the tests run the bench with a few thousand)",
+    )
     arguments = parser.parse_args()
 
     engine = create_engine(arguments.database_url)
@@ -192,7 +204,7 @@ def main() -> None:
         raise SystemExit("bench/claim.py measures PostgreSQL or MariaDB: pass such a URL")
     try:
         outboxes = []
-        for schema, (records, backing_off) in SIZES.items():
+        for schema, (records, backing_off) in sizes(arguments.large).items():
             started = time.perf_counter()
             store = load(engine, schema, records, backing_off)
             outboxes.append(Outbox(schema, records, backing_off, store))
@@ -210,7 +222,7 @@ def main() -> None:
                 one_round(outbox, f"bench-{round_}")
         report(outboxes, arguments.rounds)
     finally:
-        for schema in SIZES:
+        for schema in sizes(arguments.large):
             drop(engine, schema)
         engine.dispose()
 
