@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,15 @@ from meisa_sync.server import activity, idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
+from meisa_sync.server.documented import (
+    CustomFields,
+    Email,
+    ExternalId,
+    Name,
+    TagNames,
+    identified,
+    optional,
+)
 from meisa_sync.server.editor import TAGS_CACHE, ContactEditor
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, checked, validation_error
 from meisa_sync.server.lookup import IdentifiersIn, find_contact_or_404
@@ -41,25 +50,23 @@ router = APIRouter(tags=["contacts"])
 _auth = {**ERROR_RESPONSES["common"], **ERROR_RESPONSES["auth"]}
 _write = {**_auth, **ERROR_RESPONSES["body"], **ERROR_RESPONSES["conflict"]}
 
-CustomValue = str | int | float | bool | None
-
 
 class UpsertIn(BaseModel):
     """An upsert body: at least one of email and external_id."""
 
-    model_config = ConfigDict(extra="forbid")
-    email: str | None = None
-    external_id: str | int | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    custom_fields: dict[str, CustomValue] | None = None
-    tag_names: list[str] | None = None
+    model_config = identified(extra="forbid")
+    email: Email = optional()
+    external_id: ExternalId = optional()
+    first_name: Name = optional()
+    last_name: Name = optional()
+    custom_fields: CustomFields = optional(additionalProperties=False)
+    tag_names: TagNames = optional()
 
 
 class TagsIn(IdentifiersIn):
-    model_config = ConfigDict(extra="forbid")
-    add: list[str] = Field(default_factory=list)
-    remove: list[str] = Field(default_factory=list)
+    model_config = identified(extra="forbid")
+    add: TagNames = Field(default_factory=list)
+    remove: TagNames = Field(default_factory=list)
 
 
 class ContactPage(BaseModel):

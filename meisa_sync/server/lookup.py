@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sqlalchemy import Connection, select
 
+from meisa_sync.server.documented import Email, ExternalId, identified, optional
 from meisa_sync.server.errors import ApiError
 from meisa_sync.server.models import Contact
 
@@ -19,9 +20,9 @@ contacts = Contact.__table__
 class IdentifiersIn(BaseModel):
     """Names a contact: its ``email``, its ``external_id`` (string or integer), or both."""
 
-    model_config = ConfigDict(extra="allow")
-    email: str | None = None
-    external_id: str | int | None = None
+    model_config = identified(extra="allow")
+    email: Email = optional()
+    external_id: ExternalId = optional()
 
 
 def identifier_conflict(email: str) -> ApiError:

@@ -16,6 +16,7 @@ from meisa_sync.server import idempotency
 from meisa_sync.server.auth import Principal, TokenCaller, requires
 from meisa_sync.server.body import Body, documented_body
 from meisa_sync.server.context import get_context
+from meisa_sync.server.documented import TagName
 from meisa_sync.server.editor import TAGS_CACHE, get_or_create_tag
 from meisa_sync.server.errors import ERROR_RESPONSES, ApiError, checked, from_payload_error
 from meisa_sync.server.models import ContactTag, Tag
@@ -41,7 +42,7 @@ def tags_of(session: Session, contact_id: str) -> list[dict[str, str]]:
 
 class TagIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: TagName
 
 
 class TagOut(BaseModel):
