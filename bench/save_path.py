@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
+import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,9 +55,9 @@ from sqlalchemy import Engine, MetaData, create_engine, insert, select  # noqa: 
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 from sqlalchemy.sql.elements import quoted_name  # noqa: E402
 
+from bench.server import BENCH_KEY, running_server  # noqa: E402
 from meisa_sync.demo.mapping import UserMapping  # noqa: E402
 from meisa_sync.demo.models import Base, Subscription, User  # noqa: E402
-from meisa_sync.demo.server import DEMO_KEY  # noqa: E402
 from meisa_sync.records import NewChange, ObjectKey, Priority  # noqa: E402
 from meisa_sync_sqlalchemy import SQLAlchemySync  # noqa: E402
 from meisa_sync_sqlalchemy.writing import OutboxWriter  # noqa: E402
@@ -107,7 +106,7 @@ def seed_way(base_url: str) -> Callable[[User], None]:
     def sync_user_to_meisa(user: User) -> None:
         response = requests.post(
             f"{base_url}/contacts/upsert/",
-            headers={"X-API-Key": DEMO_KEY, "Content-Type": "application/json"},
+            headers={"X-API-Key": BENCH_KEY, "Content-Type": "application/json"},
             json={
                 "email": user.email,
                 "external_id": str(user.id),
@@ -130,78 +129,45 @@ def seed_way(base_url: str) -> Callable[[User], None]:
 class Meisa:
     """The reference server twice, on local sockets: over HTTPS (as Meisa) and over plain HTTP."""
 
-    https_root: str
-    http_root: str
-
-
-# The demo's server (the seed's automations, a key without practical limits) in a process of its
-# own, run as ``meisa-sync serve`` runs it: Meisa is another machine, not a thread of the app.
-SERVE = """
-import sys, uvicorn
-from meisa_sync.demo.server import demo_config
-from meisa_sync.server import create_app
-database, port, certificate = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None
-app = create_app(f"sqlite:///{database}", config=demo_config(), control_plane=True)
-uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", ws="none",
-            ssl_certfile=certificate)
-"""
-
-
-@contextmanager
-def serving(database: Path, certificate: Path | None) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-c", SERVE, str(database), str(port), str(certificate or "")]
-    process = subprocess.Popen(command, cwd=REPO_ROOT)
-    root = f"{'https' if certificate else 'http'}://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{root}/api/v1/health/", timeout=1).raise_for_status()
-                break
-            except requests.RequestException:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the reference server did not start") from None
-                time.sleep(0.1)
-        yield root
-    finally:
-        process.terminate()
-        process.wait(30)
+    https_url: str
+    http_url: str
 
 
 @contextmanager
 def local_meisa(folder: Path) -> Iterator[Meisa]:
-    """Serve both; point ``requests`` at certifi's bundle plus the throwaway CA that signed ours."""
+    """Serve both, each in a process of its own (Meisa is another machine, not a thread of the
+    app); point ``requests`` at certifi's bundle plus the throwaway CA that signed ours."""
     ca = trustme.CA()
     certificate = folder / "meisa-cert.pem"
     ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certificate))
     bundle = folder / "ca-bundle.pem"
     bundle.write_bytes(Path(certifi.where()).read_bytes() + ca.cert_pem.bytes())
     os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
+    trusting = ssl.create_default_context(cafile=str(bundle))
     with (
-        serving(folder / "meisa-https.db", certificate) as https_root,
-        serving(folder / "meisa-http.db", None) as http_root,
+        running_server(
+            f"sqlite:///{folder / 'meisa-https.db'}",
+            certificate=certificate,
+            control_plane=True,
+            verify=trusting,
+        ) as https_url,
+        running_server(f"sqlite:///{folder / 'meisa-http.db'}") as http_url,
     ):
-        yield Meisa(https_root, http_root)
+        yield Meisa(https_url, http_url)
 
 
 def seed_way_with_latency(
-    url: str, rounds: int, commits: int, root_url: str, latency_ms: float, plugin: float
+    url: str, rounds: int, commits: int, base_url: str, latency_ms: float, plugin: float
 ) -> None:
     """The seed's way when Meisa is a remote API: the control plane adds ``latency_ms``."""
     engine = create_engine(url)
     try:
         ids = prepare(engine)
         plain = sessionmaker(engine, expire_on_commit=False)
-        chaos = f"{root_url}/_meisa/chaos/"
+        chaos = f"{base_url.removesuffix('/api/v1')}/_meisa/chaos/"
         requests.post(chaos, json={"latency_ms": [latency_ms, latency_ms]}, timeout=10)
         try:
-            seed = [
-                commit_changes(plain, ids, commits, seed_way(f"{root_url}/api/v1"))
-                for _ in range(rounds)
-            ]
+            seed = [commit_changes(plain, ids, commits, seed_way(base_url)) for _ in range(rounds)]
         finally:
             requests.post(chaos, json={}, timeout=10)
         seeds = median_of(seed)
@@ -234,9 +200,9 @@ def overhead(url: str, rounds: int, commits: int, meisa: Meisa | None) -> float:
                 with_plugin.append(commit_changes(watched, ids, commits))
                 if meisa is not None:
                     few = commits // 8 or 1
-                    https = seed_way(f"{meisa.https_root}/api/v1")
+                    https = seed_way(meisa.https_url)
                     seed_https.append(commit_changes(plain, ids, few, https))
-                    http = seed_way(f"{meisa.http_root}/api/v1")
+                    http = seed_way(meisa.http_url)
                     seed_http.append(commit_changes(plain, ids, few, http))
         backend = engine.dialect.name
         plugin, baseline = median_of(with_plugin), median_of(without)
@@ -339,7 +305,7 @@ def main() -> None:
             plugin = [overhead(url, args.rounds, args.commits, meisa) for url in urls]
             if args.latency_ms:
                 seed_way_with_latency(
-                    urls[0], args.rounds, 20, meisa.https_root, args.latency_ms, plugin[0]
+                    urls[0], args.rounds, 20, meisa.https_url, args.latency_ms, plugin[0]
                 )
         for url in urls:
             backfill_rate(url, args.rounds, args.backfill_users, args.batch_size)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -50,8 +51,11 @@ TARGET_RATIO = 0.3
 STARTUP_TIMEOUT = 60.0
 
 
-def serve(database_url: str, port: int) -> None:
-    """Run the server (the subprocess side): the seed's automations, one key with huge limits."""
+def serve(
+    database_url: str, port: int, *, certificate: str | None = None, control_plane: bool = False
+) -> None:
+    """Run the server (the subprocess side): the seed's automations, one key with huge limits;
+    HTTPS with ``certificate`` (key and chain in one PEM file)."""
     import uvicorn
 
     from meisa_sync.server import create_app
@@ -69,8 +73,15 @@ def serve(database_url: str, port: int) -> None:
         ],
         jwt_secret="benchmark",
     )
-    app = create_app(database_url, config=config)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    app = create_app(database_url, config=config, control_plane=control_plane)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=certificate,
+    )
 
 
 def drop_server_tables(database_url: str) -> None:
@@ -93,16 +104,29 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str) -> Iterator[str]:
-    """Start the server in a subprocess; yield its API base URL; stop it."""
+def running_server(
+    database_url: str,
+    *,
+    certificate: Path | None = None,
+    control_plane: bool = False,
+    verify: ssl.SSLContext | bool = True,
+) -> Iterator[str]:
+    """Start the server in a subprocess; yield its API base URL; stop it.
+
+    With ``certificate`` it serves HTTPS (``verify`` then trusts its CA); ``control_plane`` serves
+    ``/_meisa/`` (chaos, for added latency).
+    """
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", database_url, "--port", str(port)],
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    base_url = f"http://127.0.0.1:{port}/api/v1"
+    command = [sys.executable, __file__, "--serve", database_url, "--port", str(port)]
+    if certificate is not None:
+        command += ["--certificate", str(certificate)]
+    if control_plane:
+        command.append("--control-plane")
+    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent)
+    scheme = "http" if certificate is None else "https"
+    base_url = f"{scheme}://127.0.0.1:{port}/api/v1"
     try:
-        wait_until_up(base_url, process)
+        wait_until_up(base_url, process, verify=verify)
         yield base_url
     finally:
         process.terminate()
@@ -113,13 +137,15 @@ def running_server(database_url: str) -> Iterator[str]:
             process.wait()
 
 
-def wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
+def wait_until_up(
+    base_url: str, process: subprocess.Popen[bytes], *, verify: ssl.SSLContext | bool = True
+) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"the server exited with status {process.returncode} while starting")
         try:
-            if httpx.get(f"{base_url}/health/", timeout=1.0).status_code == 200:
+            if httpx.get(f"{base_url}/health/", timeout=1.0, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -285,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=50, help="size of the repeated set")
     parser.add_argument("--serve", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--certificate", help=argparse.SUPPRESS)
+    parser.add_argument("--control-plane", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, certificate=args.certificate, control_plane=args.control_plane)
         return 0
     results = []
     with tempfile.TemporaryDirectory(prefix="meisa-bench-") as scratch:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -56,33 +59,47 @@ def _free_port() -> int:
         return port
 
 
-def test_meisa_sync_serve(tmp_path: Path) -> None:
-    config = tmp_path / "meisa-server.toml"
-    config.write_text(CONTRACT_EXAMPLE)
-    port = _free_port()
-    command = [
-        sys.executable, "-c", "from meisa_sync.cli import main; main()", "serve",
-        "--port", str(port), "--database-url", f"sqlite:///{tmp_path / 'serve.db'}",
-        "--config", str(config), "--control-plane", "--request-log-size", "5",
-    ]  # fmt: skip
+@contextmanager
+def meisa_sync_serve(
+    *arguments: str, health: str, verify: ssl.SSLContext | bool = True
+) -> Iterator[list[str]]:
+    """Run ``meisa-sync serve ARGUMENTS`` until ``health`` answers 200; yield a list that holds
+    the command's output once it has been stopped."""
+    command = [sys.executable, "-c", "from meisa_sync.cli import main; main()", "serve"]
     process = subprocess.Popen(
-        command,
+        [*command, *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
+    output: list[str] = []
     try:
-        base = f"http://127.0.0.1:{port}/api/v1"
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{base}/health/", timeout=1).status_code == 200:
+                if httpx.get(health, verify=verify, timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert process.poll() is None, process.communicate()[0]
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
+        yield output
+    finally:
+        process.terminate()
+        output.append(process.communicate(timeout=30)[0].decode())
+
+
+def test_meisa_sync_serve(tmp_path: Path) -> None:
+    config = tmp_path / "meisa-server.toml"
+    config.write_text(CONTRACT_EXAMPLE)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    with meisa_sync_serve(
+        *("--port", str(port), "--database-url", f"sqlite:///{tmp_path / 'serve.db'}"),
+        *("--config", str(config), "--control-plane", "--request-log-size", "5"),
+        health=f"{base}/health/",
+    ) as output:
         response = httpx.post(
             f"{base}/contacts/upsert/",
             json={"email": "cli@x.io", "custom_fields": {"plan": "pro"}},
@@ -92,8 +109,5 @@ def test_meisa_sync_serve(tmp_path: Path) -> None:
         assert [t["name"] for t in response.json()["tags"]] == ["pro-plan"]
         log = httpx.get(f"http://127.0.0.1:{port}/_meisa/requests/").json()
         assert log[-1]["path"] == "/api/v1/contacts/upsert/"
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0].decode()
-    assert f"http://127.0.0.1:{port}/api/v1/" in output
-    assert "Traceback" not in output
+    assert f"http://127.0.0.1:{port}/api/v1/" in output[0]
+    assert "Traceback" not in output[0]

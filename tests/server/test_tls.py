@@ -5,11 +5,7 @@ Certificates come from ``trustme``: a throwaway CA that only the test's clients 
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,7 @@ from meisa_sync import MeisaClient
 from meisa_sync.cli import main
 from meisa_sync.server.threaded import serve_in_thread
 from tests.fixtures.server import SEED_KEY, make_meisa_app
-from tests.server.test_live import _free_port
+from tests.server.test_live import _free_port, meisa_sync_serve
 
 
 @pytest.fixture(scope="module")
@@ -88,31 +84,12 @@ def test_meisa_sync_serve_over_https(
 ) -> None:
     chain, key = pem_files
     port = _free_port()
-    command = [
-        sys.executable, "-c", "from meisa_sync.cli import main; main()", "serve",
-        "--port", str(port), "--database-url", f"sqlite:///{tmp_path / 'serve.db'}",
-        "--ssl-certfile", str(chain), "--ssl-keyfile", str(key),
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    try:
-        health = f"https://127.0.0.1:{port}/api/v1/health/"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(health, verify=trusting, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0].decode()
-    assert f"https://127.0.0.1:{port}/api/v1/" in output
-    assert "Traceback" not in output
+    with meisa_sync_serve(
+        *("--port", str(port), "--database-url", f"sqlite:///{tmp_path / 'serve.db'}"),
+        *("--ssl-certfile", str(chain), "--ssl-keyfile", str(key)),
+        health=f"https://127.0.0.1:{port}/api/v1/health/",
+        verify=trusting,
+    ) as output:
+        pass
+    assert f"https://127.0.0.1:{port}/api/v1/" in output[0]
+    assert "Traceback" not in output[0]
