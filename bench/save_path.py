@@ -8,14 +8,14 @@ holds on a busy machine:
    not watch, on a SQLite file and on PostgreSQL. Target ≤ 1.3.
 2. **Against the seed's way**: the seed's ``sync_user_to_meisa`` posts to Meisa with
    ``requests.post`` (no ``Session``) right after the save, in the request that saved. Meisa is
-   ``https://api.meisa.io``, so the reference server (in a process of its own, as ``meisa-sync
-   serve`` runs it) serves HTTPS on a local socket, with no latency added. Each such call builds a
-   new connection pool: urllib3 loads the CA bundle (certifi's, which the seed's code loads, plus
-   the bench's throwaway CA; about 14 ms of CPU here) and does a TLS handshake, on every save,
-   wherever Meisa is. Ratio of its time to the plugin's. Target ≥ 10. Also printed: the same over
-   plain HTTP, which the seed's code never does (no TLS, no latency: the floor of its cost, for
-   reference), and over HTTPS with ``--latency-ms`` (50) of latency added by the server's control
-   plane, as a remote API has.
+   ``https://api.meisa.io``, so the reference server (in a process of its own, started by
+   ``bench/server.py``'s ``running_server``) serves HTTPS on a local socket, with no latency
+   added. Each such call builds a new connection pool: urllib3 loads the CA bundle (certifi's,
+   which the seed's code loads, plus the bench's throwaway CA; about 14 ms of CPU here) and does a
+   TLS handshake, on every save, wherever Meisa is. Ratio of its time to the plugin's. Target
+   ≥ 10. Also printed: the same over plain HTTP, which the seed's code never does (no TLS, no
+   latency: the floor of its cost, for reference), and over HTTPS with ``--latency-ms`` (50) of
+   latency added by the server's control plane, as a remote API has.
 3. **Backfill rate**: users recorded per second by ``SQLAlchemySync.backfill`` ÷ rows per second of
    a plain bulk insert of as many rows, in batches of the same size, into a table of the outbox's
    shape. Target ≥ 0.5.
